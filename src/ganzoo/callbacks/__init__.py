@@ -1,0 +1,7 @@
+"""Callbacks: sample grids, schedules, evaluation during training."""
+
+from ganzoo.callbacks.mixtures import ModeCoverage
+from ganzoo.callbacks.samples import SampleGrid
+from ganzoo.callbacks.schedules import MomentumSchedule
+
+__all__ = ["ModeCoverage", "MomentumSchedule", "SampleGrid"]

@@ -1,0 +1,37 @@
+"""Hydra/OmegaConf glue: where the config tree lives and ganzoo's resolvers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def config_dir() -> str:
+    """The ``conf/`` tree: the repository's in a source checkout, else the copy in the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parents[1] / "conf", here / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"ganzoo's conf/ directory was not found next to {here}; reinstall ganzoo")
+
+
+def output_activation(value_range) -> str:
+    """``_target_`` of the generator's output activation for a data value range: Sigmoid for
+    [0, 1], Tanh for [-1, 1], Identity for unbounded data (``null``)."""
+    if value_range is None:
+        return "torch.nn.Identity"
+    low, high = (float(v) for v in value_range)
+    if (low, high) == (0.0, 1.0):
+        return "torch.nn.Sigmoid"
+    if (low, high) == (-1.0, 1.0):
+        return "torch.nn.Tanh"
+    raise ValueError(f"data.value_range must be [0, 1] or [-1, 1], got {list(value_range)}")
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("ganzoo.output_activation", output_activation, replace=True)
+
+
+
+register_resolvers()

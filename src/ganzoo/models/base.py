@@ -1,0 +1,167 @@
+"""What every ganzoo family shares: players, their optimizers, the prior, and manual steps.
+
+A family subclasses :class:`GenerativeModel`, declares its ``players`` (one optimizer each, in
+that order) and writes ``training_step`` as its paper's algorithm, one block per player::
+
+    with self.toggled_optimizer(opt):
+        self._step(opt, loss)
+
+Networks, optimizers, schedulers and the prior arrive as Hydra configs (``_target_`` mappings)
+or as ready objects. Configs are kept in the checkpoint's hyper-parameters, so
+``Family.load_from_checkpoint(path)`` rebuilds the model without the run's config files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from ganzoo.models.priors import NormalPrior, Prior
+
+
+def build(spec: Any, **kwargs: Any) -> Any:
+    """Instantiate a ``_target_`` mapping (dict or DictConfig); pass anything else through."""
+    if isinstance(spec, DictConfig):
+        spec = OmegaConf.to_container(spec, resolve=True)
+    if isinstance(spec, Mapping) and "_target_" in spec:
+        return instantiate(spec, **kwargs)
+    return spec
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers to plain Python containers (what checkpoints should hold)."""
+    if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def module_args(init_locals: Mapping[str, Any]) -> list[str]:
+    """Names of ``__init__`` arguments given as ready ``nn.Module``s (not storable as config)."""
+    return [k for k, v in init_locals.items() if isinstance(v, nn.Module) and k != "self"]
+
+
+class GenerativeModel(pl.LightningModule):
+    """Base LightningModule of a GAN family with manual optimization.
+
+    Subclasses set ``players`` and create one attribute per player network (or override
+    :meth:`player_parameters` for players that span several networks, e.g. a joint E+G step).
+    """
+
+    #: Player names, in optimizer order. Each names an optimizer config in ``optimizer``.
+    players: tuple[str, ...] = ()
+    #: Whether the family has an encoder (``encode`` / ``reconstruct`` work).
+    has_encoder: bool = False
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int,
+        prior: Any,
+        optimizer: Mapping[str, Any],
+        lr_scheduler: Mapping[str, Any] | None,
+        num_fixed_samples: int,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.latent_dim = latent_dim
+        self.prior: Prior = build(prior, dim=latent_dim) if prior is not None else NormalPrior(latent_dim)
+        if self.prior.dim != latent_dim:
+            raise ValueError(f"model.prior.dim={self.prior.dim} differs from model.latent_dim={latent_dim}")
+        self._optimizer_cfg = dict(plain(optimizer) or {})
+        self._scheduler_cfg = dict(plain(lr_scheduler) or {})
+        for key, table in (("model.optimizer", self._optimizer_cfg), ("model.lr_scheduler", self._scheduler_cfg)):
+            unknown = sorted(set(table) - set(self.players))
+            if unknown:
+                raise ValueError(f"{key} names unknown players {unknown}; this family's players are {list(self.players)}")
+        missing = [p for p in self.players if p not in self._optimizer_cfg]
+        if missing:
+            raise ValueError(f"model.optimizer has no entry for players {missing}: add model.optimizer.<player>")
+        # Fixed noise, drawn from its own seeded stream so that sample grids are comparable across
+        # epochs and across runs of the same prior.
+        fixed = self.prior.sample(num_fixed_samples, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("fixed_z", fixed)
+        #: Training batches seen so far (schedules count batches, never ``global_step``).
+        self.batches_seen = 0
+
+    # --- players and optimizers -----------------------------------------------------------
+
+    def player_parameters(self, player: str) -> Iterable[nn.Parameter]:
+        return getattr(self, player).parameters()
+
+    def configure_optimizers(self):
+        optimizers, schedulers = [], []
+        for player in self.players:
+            factory = build(self._optimizer_cfg[player])
+            opt = factory(list(self.player_parameters(player))) if callable(factory) else factory
+            if not isinstance(opt, torch.optim.Optimizer):
+                raise TypeError(f"model.optimizer.{player} must build a torch.optim.Optimizer (use _partial_: true)")
+            optimizers.append(opt)
+            if player in self._scheduler_cfg and self._scheduler_cfg[player] is not None:
+                scheduler = build(self._scheduler_cfg[player])(opt)
+                schedulers.append({"scheduler": scheduler, "interval": "step"})
+        return optimizers, schedulers
+
+    def player_optimizers(self) -> dict[str, Any]:
+        """The (Lightning-wrapped) optimizers by player name."""
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        return dict(zip(self.players, opts, strict=True))
+
+    def _step(self, opt, loss: Tensor) -> None:
+        """One optimizer step of one player on ``loss``: zero, backward, step."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # Manual optimization leaves schedulers to us: per-batch schedules step here, once a batch.
+        scheds = self.lr_schedulers()
+        for sched in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):
+            sched.step()
+        self.batches_seen += 1
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ganzoo"] = {"family": type(self).__name__, "batches_seen": self.batches_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("ganzoo", {})
+        family = saved.get("family")
+        if family is not None and family != type(self).__name__:
+            raise ValueError(
+                f"this checkpoint holds a {family} model, not a {type(self).__name__}: "
+                f"load it with ganzoo.models.{family}"
+            )
+        self.batches_seen = int(saved.get("batches_seen", 0))
+
+    # --- data ----------------------------------------------------------------------------
+
+    @staticmethod
+    def inputs(batch: Any) -> Tensor:
+        """The data tensor of a batch: ``x`` or the first item of ``(x, y)``."""
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    # --- the public API: usable after ``load_from_checkpoint`` ---------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples ``G(z)``, ``z`` from the prior (in whatever mode the module is in)."""
+        return self.generate(self.prior.sample(n, generator=generator))
+
+    def generate(self, z: Tensor) -> Tensor:
+        """Decode latents: ``G(z)``."""
+        return self.generator(z)
+
+    def encode(self, x: Tensor) -> Tensor:
+        raise NotImplementedError(
+            f"the {type(self).__name__} family has no encoder, so it cannot encode or reconstruct; "
+            "use a VAEGAN or AlphaGAN checkpoint"
+        )
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.generate(self.encode(x))

@@ -1,0 +1,164 @@
+"""The original GAN (Goodfellow et al. 2014, "Generative Adversarial Nets").
+
+D maximises ``log D(x) + log(1 - D(G(z)))``; G minimises ``log(1 - D(G(z)))`` (minimax) or
+maximises ``log D(G(z))`` (non-saturating). Two update schedules:
+
+- ``alternating`` (the paper's Algorithm 1): every training batch is one minibatch of the
+  discriminator's k-step inner loop, so D takes one step on each batch (each with its own real
+  examples and fresh noise) and G takes one step, on fresh noise, after every k-th D step.
+- ``simultaneous`` (Goodfellow's released pylearn2 code): one minibatch, one forward pass of
+  ``D(x)`` and ``D(G(z))`` (sharing dropout masks), each player's gradient taken from its own
+  cost, and both players stepped once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from ganzoo import losses
+from ganzoo.models.base import GenerativeModel, build, module_args
+
+Schedule = Literal["alternating", "simultaneous"]
+
+
+class GAN(GenerativeModel):
+    """Goodfellow et al. 2014 with manual optimization; players ``discriminator``, ``generator``.
+
+    Args:
+        generator, discriminator: network configs (``_target_``) or modules. D outputs logits.
+        optimizer: ``{player: partial optimizer config}``.
+        loss: ``{"d": fn(real_logits, fake_logits), "g": fn(fake_logits)}`` (configs or callables),
+            e.g. ``losses.d_loss_standard`` with ``losses.g_loss_nonsaturating``.
+        latent_dim: size of z.
+        prior: prior config (``ganzoo.models.priors``); defaults to N(0, I).
+        schedule: ``alternating`` (Algorithm 1) or ``simultaneous`` (pylearn2's single step).
+        k: discriminator steps per generator step (``alternating`` only).
+        d_loss_weight: factor on D's loss; Goodfellow's code uses 0.5.
+        lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
+        num_fixed_samples: size of the fixed noise batch used for sample grids.
+    """
+
+    players = ("discriminator", "generator")
+
+    def __init__(
+        self,
+        generator: Any,
+        discriminator: Any,
+        optimizer: dict[str, Any],
+        loss: dict[str, Any],
+        latent_dim: int = 100,
+        prior: Any = None,
+        schedule: Schedule = "alternating",
+        k: int = 1,
+        d_loss_weight: float = 1.0,
+        lr_scheduler: dict[str, Any] | None = None,
+        num_fixed_samples: int = 64,
+    ):
+        super().__init__(
+            latent_dim=latent_dim,
+            prior=prior,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            num_fixed_samples=num_fixed_samples,
+        )
+        self.save_hyperparameters(ignore=module_args(locals()), logger=False)
+        if schedule not in ("alternating", "simultaneous"):
+            raise ValueError(f"model.schedule must be 'alternating' or 'simultaneous', got {schedule!r}")
+        if k < 1:
+            raise ValueError(f"model.k (discriminator steps per generator step) must be >= 1, got {k}")
+        if schedule == "simultaneous" and k != 1:
+            raise ValueError("model.k > 1 needs model.schedule=alternating (simultaneous takes one step each)")
+        self.generator = build(generator)
+        self.discriminator = build(discriminator)
+        self.d_loss_fn: Callable[[Tensor, Tensor], Tensor] = build(loss["d"])
+        self.g_loss_fn: Callable[[Tensor], Tensor] = build(loss["g"])
+        self.schedule = schedule
+        self.k = k
+        self.d_loss_weight = d_loss_weight
+
+    def setup(self, stage: str) -> None:
+        # Goodfellow's init_sigmoid_bias_from_marginals: networks that ask for it get the
+        # training data's per-pixel mean. Runs before a checkpoint is restored, so resuming keeps
+        # the trained bias.
+        init = getattr(self.generator, "init_from_data", None)
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and callable(init) and datamodule is not None:
+            init(datamodule)
+
+    # --- Algorithm 1 -----------------------------------------------------------------------
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.inputs(batch)
+        if self.schedule == "simultaneous":
+            self._simultaneous_step(x)
+            return
+        opt = self.player_optimizers()
+
+        # Discriminator: one step of the k-step inner loop, on this batch and fresh noise.
+        with self.toggled_optimizer(opt["discriminator"]):
+            with torch.no_grad():
+                fake = self.generator(self.prior.sample(x.shape[0]))
+            real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
+            loss_d = self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits)
+            self._step(opt["discriminator"], loss_d)
+        self._log_d(loss_d, real_logits, fake_logits)
+
+        # Generator: one step after every k-th discriminator step, on fresh noise.
+        if (self.batches_seen + 1) % self.k == 0:
+            with self.toggled_optimizer(opt["generator"]):
+                loss_g = self.g_loss_fn(self.discriminator(self.generator(self.prior.sample(x.shape[0]))))
+                self._step(opt["generator"], loss_g)
+            self.log("train/loss_g", loss_g, prog_bar=True)
+
+    def _simultaneous_step(self, x: Tensor) -> None:
+        """pylearn2's step: one minibatch, both costs through the same D pass, one update each."""
+        opt = self.player_optimizers()
+        fake = self.generator(self.prior.sample(x.shape[0]))
+        real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
+        loss_d = self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits)
+        loss_g = self.g_loss_fn(fake_logits)
+        d_params = list(self.discriminator.parameters())
+        g_params = list(self.generator.parameters())
+        for o in opt.values():
+            o.zero_grad(set_to_none=True)
+        # Each player's gradient from its own cost only; both are taken before either step.
+        self.manual_backward(loss_d, inputs=d_params, retain_graph=True)
+        self.manual_backward(loss_g, inputs=g_params)
+        opt["discriminator"].step()
+        opt["generator"].step()
+        self._log_d(loss_d, real_logits, fake_logits)
+        self.log("train/loss_g", loss_g, prog_bar=True)
+
+    def _log_d(self, loss_d: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
+        self.log_dict(
+            {
+                "train/d_real": torch.sigmoid(real_logits.detach()).mean(),
+                "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+            }
+        )
+        self.log("train/loss_d", loss_d, prog_bar=True)
+
+    # --- validation: D's view of held-out data ----------------------------------------------
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.inputs(batch)
+        fake = self.generator(self.prior.sample(x.shape[0]))
+        real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
+        self.log_dict(
+            {
+                "val/loss_d": self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits),
+                "val/loss_g": self.g_loss_fn(fake_logits),
+                "val/d_real": torch.sigmoid(real_logits).mean(),
+                "val/d_fake": torch.sigmoid(fake_logits).mean(),
+            },
+            on_epoch=True,
+        )
+
+    # --- inference --------------------------------------------------------------------------
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generate(z)

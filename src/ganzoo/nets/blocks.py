@@ -1,0 +1,90 @@
+"""Building blocks shared by every network: maxout, reshapes, init, size checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+#: An activation factory: a module class or a ``functools.partial`` of one (Hydra ``_partial_``).
+ActivationFactory = Callable[[], nn.Module]
+
+
+class Maxout(nn.Module):
+    """Maxout layer (Goodfellow et al. 2013): ``h_i = max_j (W x + b)_{i,j}`` over ``pieces``."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int):
+        super().__init__()
+        if pieces < 1:
+            raise ValueError(f"maxout needs pieces >= 1, got {pieces}")
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).view(x.shape[0], self.out_features, self.pieces).amax(dim=-1)
+
+
+class Reshape(nn.Module):
+    """``(N, prod(shape)) -> (N, *shape)``."""
+
+    def __init__(self, *shape: int):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+def uniform_init_(module: nn.Module, bound: float) -> None:
+    """pylearn2's ``irange``: every weight ``U(-bound, bound)``, every bias 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.uniform_(m.weight, -bound, bound)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def normal_init_(module: nn.Module, std: float) -> None:
+    """DCGAN-style init: conv and linear weights ``N(0, std^2)``, biases 0, norm scales ``N(1, std^2)``."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def inverse_activation(activation: nn.Module | None, mean: Tensor, eps: float = 1e-7) -> Tensor:
+    """The pre-activation that maps to ``mean``: logit for a sigmoid, atanh for a tanh."""
+    if isinstance(activation, nn.Sigmoid):
+        return torch.logit(mean.clamp(eps, 1.0 - eps))
+    if isinstance(activation, nn.Tanh):
+        return torch.atanh(mean.clamp(-1.0 + eps, 1.0 - eps))
+    raise ValueError(
+        "output_bias_from_marginals needs a Sigmoid or Tanh output activation, "
+        f"got {type(activation).__name__ if activation is not None else None}"
+    )
+
+
+def upsampling_plan(image_size: int, key: str, starts: Sequence[int] = (4, 7)) -> tuple[int, int]:
+    """``(start, doublings)`` with ``start * 2**doublings == image_size`` for a conv net.
+
+    Raises a ValueError naming ``key`` when no start size in ``starts`` reaches ``image_size``.
+    """
+    for start in starts:
+        ratio = image_size / start
+        if ratio >= 2 and ratio == int(ratio) and math.log2(ratio) == int(math.log2(ratio)):
+            return start, int(math.log2(ratio))
+    sizes = sorted({s * 2**n for s in starts for n in range(1, 6)})
+    raise ValueError(f"{key}={image_size} is not an image size this network can take; use one of {sizes}")
+
+
+def make_activation(factory: ActivationFactory | None) -> nn.Module:
+    return nn.Identity() if factory is None else factory()
