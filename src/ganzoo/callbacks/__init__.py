@@ -1,7 +1,8 @@
 """Callbacks: sample grids, schedules, evaluation during training."""
 
 from ganzoo.callbacks.mixtures import ModeCoverage
+from ganzoo.callbacks.reconstructions import ReconstructionGrid
 from ganzoo.callbacks.samples import SampleGrid
 from ganzoo.callbacks.schedules import MomentumSchedule
 
-__all__ = ["ModeCoverage", "MomentumSchedule", "SampleGrid"]
+__all__ = ["ModeCoverage", "MomentumSchedule", "ReconstructionGrid", "SampleGrid"]
