@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, model, trainer = build_run(cfg)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams.pop("hydra", None)
+    model.run_config = hparams
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

@@ -88,6 +88,9 @@ class GenerativeModel(pl.LightningModule):
         self.register_buffer("fixed_z", fixed)
         #: Training batches seen so far (schedules count batches, never ``global_step``).
         self.batches_seen = 0
+        #: The run's resolved config (set by ``ganzoo-train``), saved in every checkpoint so that
+        #: ``ganzoo-eval`` / ``ganzoo-sample`` can rebuild the run's data without its directory.
+        self.run_config: dict[str, Any] | None = None
 
     # --- players and optimizers -----------------------------------------------------------
 
@@ -127,7 +130,11 @@ class GenerativeModel(pl.LightningModule):
         self.batches_seen += 1
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["ganzoo"] = {"family": type(self).__name__, "batches_seen": self.batches_seen}
+        checkpoint["ganzoo"] = {
+            "family": type(self).__name__,
+            "batches_seen": self.batches_seen,
+            "run_config": self.run_config,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("ganzoo", {})
@@ -138,6 +145,7 @@ class GenerativeModel(pl.LightningModule):
                 f"load it with ganzoo.models.{family}"
             )
         self.batches_seen = int(saved.get("batches_seen", 0))
+        self.run_config = saved.get("run_config")
 
     # --- data ----------------------------------------------------------------------------
 
