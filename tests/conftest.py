@@ -37,7 +37,9 @@ def shared_data() -> Path:
 # --- configs ------------------------------------------------------------------------------
 
 
-def compose_run(overrides: Sequence[str], output_dir: Path, config_name: str = "train") -> DictConfig:
+def compose_run(
+    overrides: Sequence[str], output_dir: Path, config_name: str = "train"
+) -> DictConfig:
     """Compose a run config as ``ganzoo-train`` would, with ``paths.output_dir`` at ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
@@ -79,7 +81,9 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def write_fake_mnist(root: Path, folder: str = "MNIST", n_train: int = 256, n_test: int = 64, seed: int = 0) -> Path:
+def write_fake_mnist(
+    root: Path, folder: str = "MNIST", n_train: int = 256, n_test: int = 64, seed: int = 0
+) -> Path:
     """Random 28x28 digits-shaped data in ``root/<folder>/raw`` (readable by torchvision)."""
     rng = np.random.default_rng(seed)
     raw = root / folder / "raw"
@@ -128,9 +132,13 @@ def write_fake_celeba(root: Path, n: int = 12, seed: int = 0) -> Path:
     (base / "img_align_celeba").mkdir(parents=True, exist_ok=True)
     names = [f"{i + 1:06d}.jpg" for i in range(n)]
     for name in names:
-        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(base / "img_align_celeba" / name)
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(
+            base / "img_align_celeba" / name
+        )
     parts = [0] * (n - 4) + [1, 1, 2, 2]
-    (base / "list_eval_partition.txt").write_text("".join(f"{m} {p}\n" for m, p in zip(names, parts, strict=True)))
+    (base / "list_eval_partition.txt").write_text(
+        "".join(f"{m} {p}\n" for m, p in zip(names, parts, strict=True))
+    )
     (base / "identity_CelebA.txt").write_text("".join(f"{m} 1\n" for m in names))
     attrs = ["Smiling", "Male"]
     (base / "list_attr_celeba.txt").write_text(

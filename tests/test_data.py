@@ -36,7 +36,9 @@ def test_grid_modes():
     assert sorted(set(modes[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
 
 
-@pytest.mark.parametrize(("cls", "n_modes", "std"), [(RingDataModule, 8, 0.01), (GridDataModule, 25, 0.05)])
+@pytest.mark.parametrize(
+    ("cls", "n_modes", "std"), [(RingDataModule, 8, 0.01), (GridDataModule, 25, 0.05)]
+)
 def test_mixture_samples_sit_on_their_modes_and_are_reproducible(cls, n_modes, std):
     a, b = cls(num_train=5000, seed=3), cls(num_train=5000, seed=3)
     a.setup(), b.setup()
@@ -60,7 +62,9 @@ def test_real_mnist_loads_with_goodfellows_split(shared_data):
 
 
 def test_real_fashion_mnist_in_minus_one_one(shared_data):
-    dm = FashionMNISTDataModule(shared_data, value_range=(-1, 1), val_size=1000, split_seed=0, num_workers=0)
+    dm = FashionMNISTDataModule(
+        shared_data, value_range=(-1, 1), val_size=1000, split_seed=0, num_workers=0
+    )
     dm.setup("fit")
     x, _ = dm.train_set[0]
     assert x.min() >= -1.0 and x.max() <= 1.0 and x.min() < 0
@@ -98,7 +102,9 @@ def test_image_folder(tmp_path):
     for i in range(6):
         (tmp_path / "imgs" / "a").mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (40, 30), color=(i * 40, 0, 0)).save(tmp_path / "imgs" / "a" / f"{i}.png")
-    dm = ImageFolderDataModule(tmp_path / "imgs", image_size=16, channels=1, val_size=2, num_workers=0)
+    dm = ImageFolderDataModule(
+        tmp_path / "imgs", image_size=16, channels=1, val_size=2, num_workers=0
+    )
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set)) == (4, 2)
     assert dm.train_set[0][0].shape == (1, 16, 16)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import quick_overrides
 from ganzoo.config import config_dir
 from ganzoo.train import build_run, train
-from conftest import quick_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
 
@@ -26,21 +26,32 @@ def data_overrides(cfg_data_target: str, request) -> list[str]:
 
 
 def test_experiments_found():
-    assert {"goodfellow2014_mnist", "gan_mnist_mlp", "gan_mnist_mlp_bn", "gan_mnist_infogan", "gan_ring", "gan_grid"} <= set(
-        EXPERIMENTS
-    )
+    assert {
+        "goodfellow2014_mnist",
+        "gan_mnist_mlp",
+        "gan_mnist_mlp_bn",
+        "gan_mnist_infogan",
+        "gan_ring",
+        "gan_grid",
+    } <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_trains_a_few_steps(experiment, make_cfg, request, tmp_path):
     probe = make_cfg(f"experiment={experiment}")
-    overrides = [f"experiment={experiment}", *quick_overrides(), *data_overrides(probe.data._target_, request)]
+    overrides = [
+        f"experiment={experiment}",
+        *quick_overrides(),
+        *data_overrides(probe.data._target_, request),
+    ]
     if probe.data.get("batch_size", 0) > 16:
         overrides.append("data.batch_size=16")
     cfg = make_cfg(*overrides, output_dir=tmp_path / experiment)
     metrics = train(cfg)
     assert any(k.startswith("train/") for k in metrics), metrics
-    assert all(torch.isfinite(torch.tensor(v)) for k, v in metrics.items() if k.startswith("train/loss"))
+    assert all(
+        torch.isfinite(torch.tensor(v)) for k, v in metrics.items() if k.startswith("train/loss")
+    )
     assert (tmp_path / experiment / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -55,7 +66,13 @@ def test_every_group_option_composes(group, make_cfg):
 
 @pytest.mark.parametrize("net", ["mlp", "infogan", "dcgan", "goodfellow_mnist"])
 def test_networks_instantiate_for_mnist(net, make_cfg, fake_mnist):
-    cfg = make_cfg("data=mnist", f"model/generator={net}", f"model/discriminator={net}", f"paths.data_dir={fake_mnist}")
+    cfg = make_cfg(
+        "data=mnist",
+        f"model/generator={net}",
+        f"model/discriminator={net}",
+        f"paths.data_dir={fake_mnist}",
+        "data.val_size=64",
+    )
     _, model, _ = build_run(cfg)
     x = model.sample(4)
     assert x.shape == (4, 1, 28, 28)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import count_steps, quick_overrides
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import count_steps, quick_overrides
 from ganzoo.models import GAN, load_checkpoint
 from ganzoo.train import build_run, train
 
-RING = ["data=ring", "data.num_train=320", "data.num_val=64", "data.batch_size=32", "model.latent_dim=2"]
+RING = [
+    "data=ring",
+    "data.num_train=320",
+    "data.num_val=64",
+    "data.batch_size=32",
+    "model.latent_dim=2",
+]
 
 
 class StepWatcher(pl.Callback):
@@ -26,13 +32,23 @@ class StepWatcher(pl.Callback):
             snapshot = {}
 
             def pre(optimizer, args, kwargs, snapshot=snapshot):
-                snapshot.update({p: [t.detach().clone() for t in getattr(pl_module, p).parameters()] for p in pl_module.players})
+                snapshot.update(
+                    {
+                        p: [t.detach().clone() for t in getattr(pl_module, p).parameters()]
+                        for p in pl_module.players
+                    }
+                )
 
             def post(optimizer, args, kwargs, name=name, snapshot=snapshot):
                 moved = {
                     p
                     for p in pl_module.players
-                    if any(not torch.equal(a, b) for a, b in zip(snapshot[p], getattr(pl_module, p).parameters(), strict=True))
+                    if any(
+                        not torch.equal(a, b)
+                        for a, b in zip(
+                            snapshot[p], getattr(pl_module, p).parameters(), strict=True
+                        )
+                    )
                 }
                 self.changed.append((name, moved))
 
@@ -52,7 +68,9 @@ def test_each_step_changes_only_its_own_player(schedule, make_cfg):
         assert moved == {name}, f"the {name} step moved {moved}"
 
 
-@pytest.mark.parametrize(("k", "batches", "d_steps", "g_steps"), [(1, 4, 4, 4), (2, 4, 4, 2), (3, 7, 7, 2)])
+@pytest.mark.parametrize(
+    ("k", "batches", "d_steps", "g_steps"), [(1, 4, 4, 4), (2, 4, 4, 2), (3, 7, 7, 2)]
+)
 def test_alternating_schedule_takes_k_d_steps_per_g_step(k, batches, d_steps, g_steps, make_cfg):
     cfg = make_cfg(*RING, *quick_overrides(batches=batches), f"model.k={k}")
     dm, model, trainer = build_run(cfg)
@@ -71,9 +89,15 @@ def test_alternating_schedule_takes_k_d_steps_per_g_step(k, batches, d_steps, g_
 def test_simultaneous_step_takes_each_gradient_from_its_own_cost(make_cfg):
     """One pylearn2 step equals SGD on D with grad of D's cost and on G with grad of G's cost,
     both taken at the same parameters, through the same forward pass."""
-    cfg = make_cfg(*RING, *quick_overrides(batches=1), "model.schedule=simultaneous", "model.d_loss_weight=0.5",
-                   "model/optimizer=goodfellow_sgd", "model.optimizer.generator.momentum=0.0",
-                   "model.optimizer.discriminator.momentum=0.0")
+    cfg = make_cfg(
+        *RING,
+        *quick_overrides(batches=1),
+        "model.schedule=simultaneous",
+        "model.d_loss_weight=0.5",
+        "model/optimizer=goodfellow_sgd",
+        "model.optimizer.generator.momentum=0.0",
+        "model.optimizer.discriminator.momentum=0.0",
+    )
     dm, model, trainer = build_run(cfg)
     dm.setup("fit")
     x = next(iter(dm.train_dataloader()))[0]
@@ -85,11 +109,16 @@ def test_simultaneous_step_takes_each_gradient_from_its_own_cost(make_cfg):
     z = model.prior.sample(x.shape[0])
     fake = model.generator(z)
     real_logits, fake_logits = model.discriminator(x), model.discriminator(fake)
-    loss_d = 0.5 * (torch.nn.functional.softplus(-real_logits).mean() + torch.nn.functional.softplus(fake_logits).mean())
+    loss_d = 0.5 * (
+        torch.nn.functional.softplus(-real_logits).mean()
+        + torch.nn.functional.softplus(fake_logits).mean()
+    )
     loss_g = torch.nn.functional.softplus(-fake_logits).mean()
     gd = torch.autograd.grad(loss_d, list(model.discriminator.parameters()), retain_graph=True)
     gg = torch.autograd.grad(loss_g, list(model.generator.parameters()))
-    want_d = [p.detach() - 0.1 * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)]
+    want_d = [
+        p.detach() - 0.1 * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)
+    ]
     want_g = [p.detach() - 0.1 * g for p, g in zip(model.generator.parameters(), gg, strict=True)]
 
     model.generator.load_state_dict(G0)
@@ -114,8 +143,12 @@ def test_simultaneous_step_takes_each_gradient_from_its_own_cost(make_cfg):
 
 
 def test_output_bias_from_marginals(make_cfg, fake_mnist):
-    cfg = make_cfg("experiment=goodfellow2014_mnist", f"paths.data_dir={fake_mnist}", "data.val_size=64",
-                   *quick_overrides(batches=1))
+    cfg = make_cfg(
+        "experiment=goodfellow2014_mnist",
+        f"paths.data_dir={fake_mnist}",
+        "data.val_size=64",
+        *quick_overrides(batches=1),
+    )
     dm, model, trainer = build_run(cfg)
     dm.setup("fit")
     mean = dm.pixel_marginals().flatten().clamp(1e-7, 1 - 1e-7)
@@ -126,25 +159,38 @@ def test_output_bias_from_marginals(make_cfg, fake_mnist):
 
 
 def test_goodfellow_resume_continues_epochs_momentum_and_lr_decay(make_cfg, tmp_path):
-    common = [*RING, "model/optimizer=goodfellow_sgd", "model/lr_scheduler=goodfellow_decay",
-              "model.schedule=simultaneous", "+callbacks.momentum._target_=ganzoo.callbacks.MomentumSchedule",
-              "+callbacks.momentum.start_epoch=0", "+callbacks.momentum.saturate_epoch=4",
-              "+trainer.enable_progress_bar=false", "data.num_workers=0", "+trainer.limit_train_batches=5",
-              "+trainer.limit_val_batches=1", "model.lr_scheduler.generator.decay_factor=1.5",
-              "model.lr_scheduler.discriminator.decay_factor=1.5"]
+    common = [
+        *RING,
+        "model/optimizer=goodfellow_sgd",
+        "model/lr_scheduler=goodfellow_decay",
+        "model.schedule=simultaneous",
+        "+callbacks.momentum._target_=ganzoo.callbacks.MomentumSchedule",
+        "+callbacks.momentum.start_epoch=0",
+        "+callbacks.momentum.saturate_epoch=4",
+        "+trainer.enable_progress_bar=false",
+        "data.num_workers=0",
+        "+trainer.limit_train_batches=5",
+        "+trainer.limit_val_batches=1",
+        "model.lr_scheduler.generator.decay_factor=1.5",
+        "model.lr_scheduler.discriminator.decay_factor=1.5",
+    ]
     first = make_cfg(*common, "trainer.max_epochs=2", output_dir=tmp_path / "a")
     train(first)
     ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
 
-    resumed = make_cfg(*common, "trainer.max_epochs=3", f"ckpt_path={ckpt}", output_dir=tmp_path / "b")
+    resumed = make_cfg(
+        *common, "trainer.max_epochs=3", f"ckpt_path={ckpt}", output_dir=tmp_path / "b"
+    )
     dm, model, trainer = build_run(resumed)
     trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt))
     assert trainer.current_epoch == 3
     assert model.batches_seen == 15
     for opt in trainer.optimizers:
         group = opt.param_groups[0]
-        assert group["momentum"] == pytest.approx(0.5 + 0.2 * 2 / 4)  # set at the start of epoch index 2
+        assert group["momentum"] == pytest.approx(
+            0.5 + 0.2 * 2 / 4
+        )  # set at the start of epoch index 2
         assert group["lr"] == pytest.approx(0.1 / 1.5**15)
         assert any(len(s) for s in opt.state.values()), "optimizer state was not restored"
 
@@ -155,7 +201,9 @@ def test_checkpoint_round_trip_rebuilds_the_model(make_cfg, tmp_path):
     model = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert isinstance(model, GAN)
     assert model.run_config["data"]["_target_"] == "ganzoo.data.RingDataModule"
-    again = GAN.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    again = GAN.load_from_checkpoint(
+        tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False
+    )
     assert_close(again.generate(again.fixed_z), model.generate(model.fixed_z))
     with pytest.raises(NotImplementedError, match="has no encoder"):
         model.reconstruct(torch.zeros(2, 2))

@@ -46,5 +46,9 @@ def test_minimax_saturates_where_nonsaturating_does_not():
 
 def test_losses_are_finite_for_extreme_logits():
     big = torch.tensor([1e4, -1e4])
-    for value in (losses.d_loss_standard(big, big), losses.g_loss_minimax(big), losses.g_loss_nonsaturating(big)):
+    for value in (
+        losses.d_loss_standard(big, big),
+        losses.g_loss_minimax(big),
+        losses.g_loss_nonsaturating(big),
+    ):
         assert torch.isfinite(value)

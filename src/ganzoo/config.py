@@ -13,7 +13,9 @@ def config_dir() -> str:
     for candidate in (here.parents[1] / "conf", here / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
-    raise FileNotFoundError(f"ganzoo's conf/ directory was not found next to {here}; reinstall ganzoo")
+    raise FileNotFoundError(
+        f"ganzoo's conf/ directory was not found next to {here}; reinstall ganzoo"
+    )
 
 
 def output_activation(value_range) -> str:
@@ -33,5 +35,42 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("ganzoo.output_activation", output_activation, replace=True)
 
 
-
 register_resolvers()
+
+
+def report_user_errors(prog: str):
+    """Decorate an entry point so configuration and data errors end the program with their message
+    alone (exit status 1) instead of a traceback; ``HYDRA_FULL_ERROR=1`` shows the traceback."""
+    import functools
+    import os
+
+    from hydra.errors import InstantiationException
+
+    from ganzoo.data.base import DatasetMissingError
+
+    user_errors = (
+        DatasetMissingError,
+        InstantiationException,
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+    )
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except user_errors as err:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                cause = (
+                    err.__cause__
+                    if isinstance(err, InstantiationException) and err.__cause__
+                    else err
+                )
+                raise SystemExit(f"{prog}: error: {cause}") from None
+
+        return inner
+
+    return wrap

@@ -16,7 +16,9 @@ class VelocitySGD(Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.0):
         if lr < 0.0 or not 0.0 <= momentum < 1.0:
-            raise ValueError(f"VelocitySGD needs lr >= 0 and 0 <= momentum < 1, got {lr=}, {momentum=}")
+            raise ValueError(
+                f"VelocitySGD needs lr >= 0 and 0 <= momentum < 1, got {lr=}, {momentum=}"
+            )
         super().__init__(params, {"lr": lr, "momentum": momentum})
 
     @torch.no_grad()
@@ -47,7 +49,9 @@ class ExponentialDecayWithFloor(torch.optim.lr_scheduler.LambdaLR):
 
     def __init__(self, optimizer: Optimizer, decay_factor: float, min_lr: float = 0.0):
         if decay_factor < 1.0:
-            raise ValueError(f"decay_factor divides the learning rate and must be >= 1, got {decay_factor}")
+            raise ValueError(
+                f"decay_factor divides the learning rate and must be >= 1, got {decay_factor}"
+            )
         self.decay_factor = decay_factor
         self.min_lr = min_lr
         base = [g["lr"] for g in optimizer.param_groups]

@@ -1,9 +1,9 @@
 """``ganzoo-train``: compose a run with Hydra, train it with Lightning, return the objective.
 
-    ganzoo-train experiment=gan_ring
-    ganzoo-train experiment=goodfellow2014_mnist paths.data_dir=../shared/data
-    ganzoo-train -m experiment=gan_ring seed=0,1,2
-    ganzoo-train experiment=gan_ring ckpt_path=<run>/checkpoints/last.ckpt   # resume
+ganzoo-train experiment=gan_ring
+ganzoo-train experiment=goodfellow2014_mnist paths.data_dir=../shared/data
+ganzoo-train -m experiment=gan_ring seed=0,1,2
+ganzoo-train experiment=gan_ring ckpt_path=<run>/checkpoints/last.ckpt   # resume
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganzoo.config import config_dir
+from ganzoo.config import config_dir, report_user_errors
 
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Instantiate datamodule, model and trainer (with callbacks and loggers) from a run config."""
     datamodule = instantiate(cfg.data)
+    if not getattr(datamodule, "download", False):
+        datamodule.setup("fit")  # a missing dataset stops the run here, before anything is written
     model = instantiate(cfg.model, _convert_="all")
     check_compatible(model, datamodule)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
@@ -92,12 +94,15 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+        raise KeyError(
+            f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}"
+        )
     value = metrics[name]
     return value if math.isfinite(value) else float("inf")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@report_user_errors("ganzoo-train")
 def main(cfg: DictConfig) -> Any:
     return objective(cfg, train(cfg))
 

@@ -26,7 +26,9 @@ class ReconstructionGrid(pl.Callback):
     in eval mode; save ``<dirpath>/epoch_XXXX.png`` and log it as ``reconstructions``.
     Does nothing for families without an encoder and for non-image data."""
 
-    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1, num_images: int = 32, nrow: int = 8):
+    def __init__(
+        self, dirpath: str | Path, every_n_epochs: int = 1, num_images: int = 32, nrow: int = 8
+    ):
         self.dirpath = Path(dirpath)
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
@@ -42,7 +44,9 @@ class ReconstructionGrid(pl.Callback):
         dataset = getattr(dm, "val_set", None) or getattr(dm, "train_set", None)
         if dataset is None or len(dataset) == 0 or len(getattr(dm, "shape", ())) != 3:
             return
-        x = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))]).to(pl_module.device)
+        x = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))]).to(
+            pl_module.device
+        )
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -51,9 +55,13 @@ class ReconstructionGrid(pl.Callback):
         finally:
             pl_module.train(was_training)
         value_range = getattr(dm, "value_range", None)
-        grid = side_by_side(to_unit_range(x, value_range), to_unit_range(recon, value_range), self.nrow)
+        grid = side_by_side(
+            to_unit_range(x, value_range), to_unit_range(recon, value_range), self.nrow
+        )
         self.dirpath.mkdir(parents=True, exist_ok=True)
         save_image(grid, self.dirpath / f"epoch_{epoch:04d}.png", nrow=self.nrow)
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger):
-                lg.experiment.add_image("reconstructions", make_grid(grid, nrow=self.nrow), global_step=epoch)
+                lg.experiment.add_image(
+                    "reconstructions", make_grid(grid, nrow=self.nrow), global_step=epoch
+                )

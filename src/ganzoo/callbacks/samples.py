@@ -26,7 +26,9 @@ def scatter_figure(samples: Tensor, data: Tensor | None = None, title: str = "")
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
     if data is not None:
         ax.scatter(data[:, 0].cpu(), data[:, 1].cpu(), s=2, alpha=0.3, c="tab:blue", label="data")
-    ax.scatter(samples[:, 0].cpu(), samples[:, 1].cpu(), s=2, alpha=0.5, c="tab:orange", label="samples")
+    ax.scatter(
+        samples[:, 0].cpu(), samples[:, 1].cpu(), s=2, alpha=0.5, c="tab:orange", label="samples"
+    )
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
     ax.set_title(title, fontsize=9)
@@ -41,7 +43,13 @@ class SampleGrid(pl.Callback):
     scatter plot over validation points instead. The PNGs also feed ``ganzoo-sample mode=progress``.
     """
 
-    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1, nrow: int = 8, num_data_points: int = 2500):
+    def __init__(
+        self,
+        dirpath: str | Path,
+        every_n_epochs: int = 1,
+        nrow: int = 8,
+        num_data_points: int = 2500,
+    ):
         if every_n_epochs < 1:
             raise ValueError(f"callbacks.samples.every_n_epochs must be >= 1, got {every_n_epochs}")
         self.dirpath = Path(dirpath)
@@ -74,7 +82,9 @@ class SampleGrid(pl.Callback):
             # The fixed batch is small; a scatter plot wants more points of the same generator.
             pl_module.eval()
             try:
-                more = pl_module.sample(self.num_data_points, generator=torch.Generator(pl_module.device).manual_seed(0))
+                more = pl_module.sample(
+                    self.num_data_points, generator=torch.Generator(pl_module.device).manual_seed(0)
+                )
             finally:
                 pl_module.train(was_training)
             fig = scatter_figure(more, data, title=f"epoch {epoch}")

@@ -22,7 +22,9 @@ class MomentumSchedule(pl.Callback):
         players: list[str] | None = None,
     ):
         if saturate_epoch <= start_epoch:
-            raise ValueError(f"callbacks.momentum needs saturate_epoch > start_epoch, got {saturate_epoch} <= {start_epoch}")
+            raise ValueError(
+                f"callbacks.momentum needs saturate_epoch > start_epoch, got {saturate_epoch} <= {start_epoch}"
+            )
         self.initial, self.final = initial, final
         self.start_epoch, self.saturate_epoch = start_epoch, saturate_epoch
         self.players = players
@@ -40,6 +42,8 @@ class MomentumSchedule(pl.Callback):
                 continue
             for group in opt.param_groups:
                 if "momentum" not in group:
-                    raise ValueError(f"callbacks.momentum: the optimizer of player {name!r} has no momentum")
+                    raise ValueError(
+                        f"callbacks.momentum: the optimizer of player {name!r} has no momentum"
+                    )
                 group["momentum"] = value
         pl_module.log("train/momentum", value, on_step=False, on_epoch=True)

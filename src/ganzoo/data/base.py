@@ -42,12 +42,16 @@ def check_value_range(value_range: Sequence[float]) -> tuple[float, float]:
     return low, high
 
 
-def split_train_val(dataset: Dataset, val_size: int, split_seed: int | None) -> tuple[Subset, Subset]:
+def split_train_val(
+    dataset: Dataset, val_size: int, split_seed: int | None
+) -> tuple[Subset, Subset]:
     """Hold out ``val_size`` items: the last ones (Goodfellow's 50k/10k MNIST split) when
     ``split_seed`` is None, else a random subset drawn with that seed."""
     n = len(dataset)
     if not 0 <= val_size < n:
-        raise ValueError(f"data.val_size={val_size} must be in [0, {n}) for a training set of {n} items")
+        raise ValueError(
+            f"data.val_size={val_size} must be in [0, {n}) for a training set of {n} items"
+        )
     if split_seed is None:
         idx = torch.arange(n)
     else:
@@ -66,7 +70,13 @@ class BaseDataModule(pl.LightningDataModule):
     #: The range sample values live in, ``None`` for unbounded data (2D mixtures).
     value_range: tuple[float, float] | None
 
-    def __init__(self, batch_size: int, num_workers: int = 0, pin_memory: bool = False, drop_last: bool = True):
+    def __init__(
+        self,
+        batch_size: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        drop_last: bool = True,
+    ):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -81,7 +91,9 @@ class BaseDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset | None, shuffle: bool, drop_last: bool) -> DataLoader:
         if dataset is None:
-            raise RuntimeError(f"{type(self).__name__}.setup() must run before its loaders are used")
+            raise RuntimeError(
+                f"{type(self).__name__}.setup() must run before its loaders are used"
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -16,7 +16,13 @@ from torchvision import datasets
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from ganzoo.data.base import BaseDataModule, ToRange, check_value_range, missing_dataset, split_train_val
+from ganzoo.data.base import (
+    BaseDataModule,
+    ToRange,
+    check_value_range,
+    missing_dataset,
+    split_train_val,
+)
 
 
 class Crop:
@@ -53,7 +59,12 @@ class ImageDataModule(BaseDataModule):
         pin_memory: bool = False,
         drop_last: bool = True,
     ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, drop_last=drop_last)
+        super().__init__(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            drop_last=drop_last,
+        )
         self.data_dir = Path(data_dir)
         self.image_size = image_size or self.native_size
         if self.image_size is None:
@@ -169,7 +180,9 @@ class CelebADataModule(ImageDataModule):
         **kwargs,
     ):
         if crop is not None and center_crop is not None:
-            raise ValueError("set either data.crop or data.center_crop for CelebA, not both (the other to null)")
+            raise ValueError(
+                "set either data.crop or data.center_crop for CelebA, not both (the other to null)"
+            )
         if crop is not None and len(crop) != 4:
             raise ValueError(f"data.crop must be [top, left, height, width], got {list(crop)}")
         self.crop, self.center_crop = crop, center_crop
@@ -177,12 +190,20 @@ class CelebADataModule(ImageDataModule):
         super().__init__(data_dir, image_size=image_size, **kwargs)
 
     def geometry(self):
-        box = [Crop(*self.crop)] if self.crop is not None else [T.CenterCrop(self.center_crop)] if self.center_crop else []
+        box = (
+            [Crop(*self.crop)]
+            if self.crop is not None
+            else [T.CenterCrop(self.center_crop)]
+            if self.center_crop
+            else []
+        )
         return [*box, T.Resize(self.image_size), T.CenterCrop(self.image_size), *self.color()]
 
     def open_split(self, train, transform, download, split: str | None = None):
         split = split or ("train" if train else "test")
-        return datasets.CelebA(self.data_dir, split=split, target_type=[], transform=transform, download=download)
+        return datasets.CelebA(
+            self.data_dir, split=split, target_type=[], transform=transform, download=download
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -210,8 +231,23 @@ class ImageFolderDataModule(ImageDataModule):
 
     name = "image folder"
 
-    def __init__(self, data_dir, image_size: int = 64, channels: int = 3, val_size: int = 0, split_seed: int | None = 0, **kwargs):
-        super().__init__(data_dir, image_size=image_size, channels=channels, val_size=val_size, split_seed=split_seed, **kwargs)
+    def __init__(
+        self,
+        data_dir,
+        image_size: int = 64,
+        channels: int = 3,
+        val_size: int = 0,
+        split_seed: int | None = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            data_dir,
+            image_size=image_size,
+            channels=channels,
+            val_size=val_size,
+            split_seed=split_seed,
+            **kwargs,
+        )
 
     def geometry(self):
         gray = [T.Grayscale(1)] if self.channels == 1 else [T.Lambda(_to_rgb)]
@@ -219,7 +255,9 @@ class ImageFolderDataModule(ImageDataModule):
 
     def open_split(self, train, transform, download):
         if download:
-            raise ValueError("data.download is not available for an image folder: put the images under data.data_dir")
+            raise ValueError(
+                "data.download is not available for an image folder: put the images under data.data_dir"
+            )
         if not self.data_dir.is_dir():
             raise missing_dataset(self.name, self.data_dir, detail="no such directory")
         return datasets.ImageFolder(self.data_dir, transform=transform)

@@ -51,7 +51,9 @@ class GaussianMixtureDataModule(BaseDataModule):
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if value_range is not None:
-            raise ValueError("data.value_range must be null for 2D mixtures: their samples are unbounded")
+            raise ValueError(
+                "data.value_range must be null for 2D mixtures: their samples are unbounded"
+            )
         if std <= 0:
             raise ValueError(f"data.std must be positive, got {std}")
         self.modes = modes
@@ -66,7 +68,11 @@ class GaussianMixtureDataModule(BaseDataModule):
             return
         g = torch.Generator().manual_seed(self.seed)
         train, val, test = (sample_mixture(self.modes, self.std, n, g) for n in self.sizes)
-        self.train_set, self.val_set, self.test_set = TensorDataset(train), TensorDataset(val), TensorDataset(test)
+        self.train_set, self.val_set, self.test_set = (
+            TensorDataset(train),
+            TensorDataset(val),
+            TensorDataset(test),
+        )
 
 
 class RingDataModule(GaussianMixtureDataModule):

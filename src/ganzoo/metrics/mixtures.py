@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 
 
-def mode_statistics(samples: Tensor, modes: Tensor, std: float, threshold: float = 3.0) -> dict[str, Tensor]:
+def mode_statistics(
+    samples: Tensor, modes: Tensor, std: float, threshold: float = 3.0
+) -> dict[str, Tensor]:
     """``modes`` (covered count), ``high_quality`` (percent), ``reverse_kl`` (nats), ``counts``.
 
     ``reverse_kl`` is ``inf`` when no sample is of high quality (the histogram is undefined).

@@ -32,11 +32,17 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> GenerativeMo
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: pass ckpt_path=<run>/checkpoints/last.ckpt")
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist: pass ckpt_path=<run>/checkpoints/last.ckpt"
+        )
     meta = torch.load(path, map_location="cpu", weights_only=False).get("ganzoo")
     if not meta or "family" not in meta:
-        raise ValueError(f"{path} is not a ganzoo checkpoint (it has no 'ganzoo' entry naming its family)")
-    model = family_class(meta["family"]).load_from_checkpoint(path, map_location=map_location, weights_only=False)
+        raise ValueError(
+            f"{path} is not a ganzoo checkpoint (it has no 'ganzoo' entry naming its family)"
+        )
+    model = family_class(meta["family"]).load_from_checkpoint(
+        path, map_location=map_location, weights_only=False
+    )
     return model.eval()
 
 

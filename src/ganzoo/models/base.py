@@ -70,18 +70,29 @@ class GenerativeModel(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.latent_dim = latent_dim
-        self.prior: Prior = build(prior, dim=latent_dim) if prior is not None else NormalPrior(latent_dim)
+        self.prior: Prior = (
+            build(prior, dim=latent_dim) if prior is not None else NormalPrior(latent_dim)
+        )
         if self.prior.dim != latent_dim:
-            raise ValueError(f"model.prior.dim={self.prior.dim} differs from model.latent_dim={latent_dim}")
+            raise ValueError(
+                f"model.prior.dim={self.prior.dim} differs from model.latent_dim={latent_dim}"
+            )
         self._optimizer_cfg = dict(plain(optimizer) or {})
         self._scheduler_cfg = dict(plain(lr_scheduler) or {})
-        for key, table in (("model.optimizer", self._optimizer_cfg), ("model.lr_scheduler", self._scheduler_cfg)):
+        for key, table in (
+            ("model.optimizer", self._optimizer_cfg),
+            ("model.lr_scheduler", self._scheduler_cfg),
+        ):
             unknown = sorted(set(table) - set(self.players))
             if unknown:
-                raise ValueError(f"{key} names unknown players {unknown}; this family's players are {list(self.players)}")
+                raise ValueError(
+                    f"{key} names unknown players {unknown}; this family's players are {list(self.players)}"
+                )
         missing = [p for p in self.players if p not in self._optimizer_cfg]
         if missing:
-            raise ValueError(f"model.optimizer has no entry for players {missing}: add model.optimizer.<player>")
+            raise ValueError(
+                f"model.optimizer has no entry for players {missing}: add model.optimizer.<player>"
+            )
         # Fixed noise, drawn from its own seeded stream so that sample grids are comparable across
         # epochs and across runs of the same prior.
         fixed = self.prior.sample(num_fixed_samples, generator=torch.Generator().manual_seed(0))
@@ -103,7 +114,9 @@ class GenerativeModel(pl.LightningModule):
             factory = build(self._optimizer_cfg[player])
             opt = factory(list(self.player_parameters(player))) if callable(factory) else factory
             if not isinstance(opt, torch.optim.Optimizer):
-                raise TypeError(f"model.optimizer.{player} must build a torch.optim.Optimizer (use _partial_: true)")
+                raise TypeError(
+                    f"model.optimizer.{player} must build a torch.optim.Optimizer (use _partial_: true)"
+                )
             optimizers.append(opt)
             if player in self._scheduler_cfg and self._scheduler_cfg[player] is not None:
                 scheduler = build(self._scheduler_cfg[player])(opt)

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ganzoo import losses
 from ganzoo.models.base import GenerativeModel, build, module_args
 
 Schedule = Literal["alternating", "simultaneous"]
@@ -67,11 +66,17 @@ class GAN(GenerativeModel):
         )
         self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         if schedule not in ("alternating", "simultaneous"):
-            raise ValueError(f"model.schedule must be 'alternating' or 'simultaneous', got {schedule!r}")
+            raise ValueError(
+                f"model.schedule must be 'alternating' or 'simultaneous', got {schedule!r}"
+            )
         if k < 1:
-            raise ValueError(f"model.k (discriminator steps per generator step) must be >= 1, got {k}")
+            raise ValueError(
+                f"model.k (discriminator steps per generator step) must be >= 1, got {k}"
+            )
         if schedule == "simultaneous" and k != 1:
-            raise ValueError("model.k > 1 needs model.schedule=alternating (simultaneous takes one step each)")
+            raise ValueError(
+                "model.k > 1 needs model.schedule=alternating (simultaneous takes one step each)"
+            )
         self.generator = build(generator)
         self.discriminator = build(discriminator)
         self.d_loss_fn: Callable[[Tensor, Tensor], Tensor] = build(loss["d"])
@@ -85,7 +90,9 @@ class GAN(GenerativeModel):
         # training data's per-pixel mean. Runs before a checkpoint is restored, so resuming keeps
         # the trained bias.
         init = getattr(self.generator, "init_from_data", None)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = (
+            getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        )
         if stage == "fit" and callable(init) and datamodule is not None:
             init(datamodule)
 
@@ -110,7 +117,9 @@ class GAN(GenerativeModel):
         # Generator: one step after every k-th discriminator step, on fresh noise.
         if (self.batches_seen + 1) % self.k == 0:
             with self.toggled_optimizer(opt["generator"]):
-                loss_g = self.g_loss_fn(self.discriminator(self.generator(self.prior.sample(x.shape[0]))))
+                loss_g = self.g_loss_fn(
+                    self.discriminator(self.generator(self.prior.sample(x.shape[0])))
+                )
                 self._step(opt["generator"], loss_g)
             self.log("train/loss_g", loss_g, prog_bar=True)
 

@@ -32,7 +32,9 @@ class NormalPrior(Prior):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         a = self._anchor
-        return self.std * torch.randn(n, self.dim, device=a.device, dtype=a.dtype, generator=generator)
+        return self.std * torch.randn(
+            n, self.dim, device=a.device, dtype=a.dtype, generator=generator
+        )
 
 
 class UniformPrior(Prior):

@@ -33,7 +33,11 @@ class DCGANGenerator(nn.Module):
             Reshape(c, start, start),
         ]
         for _ in range(n - 1):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(),
+            ]
             c //= 2
         layers.append(nn.ConvTranspose2d(c, channels, 4, 2, 1))
         layers.append(output_activation if output_activation is not None else nn.Identity())
@@ -59,7 +63,10 @@ class DCGANDiscriminator(nn.Module):
     ):
         super().__init__()
         start, n = upsampling_plan(image_size, "data.image_size")
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(negative_slope)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 4, 2, 1),
+            nn.LeakyReLU(negative_slope),
+        ]
         c = width
         for _ in range(n - 1):
             layers.append(nn.Conv2d(c, c * 2, 4, 2, 1, bias=not batch_norm))

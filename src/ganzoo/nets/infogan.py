@@ -12,14 +12,22 @@ from ganzoo.nets.blocks import Reshape
 
 def _quarter(image_size: int) -> int:
     if image_size % 4 or image_size < 8:
-        raise ValueError(f"data.image_size={image_size}: the InfoGAN networks need a multiple of 4 (>= 8)")
+        raise ValueError(
+            f"data.image_size={image_size}: the InfoGAN networks need a multiple of 4 (>= 8)"
+        )
     return image_size // 4
 
 
 class InfoGANGenerator(nn.Module):
     """z -> FC 1024 BN ReLU -> FC 128*s*s BN ReLU -> ConvT 64 (4, 2, 1) BN ReLU -> ConvT C -> out_act."""
 
-    def __init__(self, latent_dim: int, channels: int = 1, image_size: int = 28, output_activation: nn.Module | None = None):
+    def __init__(
+        self,
+        latent_dim: int,
+        channels: int = 1,
+        image_size: int = 28,
+        output_activation: nn.Module | None = None,
+    ):
         super().__init__()
         s = _quarter(image_size)
         self.net = nn.Sequential(

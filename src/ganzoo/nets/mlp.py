@@ -8,7 +8,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ganzoo.nets.blocks import ActivationFactory, Maxout, Reshape, inverse_activation, make_activation, uniform_init_
+from ganzoo.nets.blocks import (
+    ActivationFactory,
+    Maxout,
+    Reshape,
+    inverse_activation,
+    make_activation,
+    uniform_init_,
+)
 
 
 class MLPGenerator(nn.Module):
@@ -54,7 +61,9 @@ class MLPGenerator(nn.Module):
             width = h
         self.body = nn.Sequential(*layers)
         self.out = nn.Linear(width, math.prod(self.out_shape))
-        self.output_activation = output_activation if output_activation is not None else nn.Identity()
+        self.output_activation = (
+            output_activation if output_activation is not None else nn.Identity()
+        )
         self.reshape = Reshape(*self.out_shape)
         if init_range is not None:
             uniform_init_(self, init_range)
