@@ -77,3 +77,18 @@ def test_networks_instantiate_for_mnist(net, make_cfg, fake_mnist):
     x = model.sample(4)
     assert x.shape == (4, 1, 28, 28)
     assert model.discriminator(x).shape == (4,)
+
+
+def test_slurm_launcher_and_hparams_search_compose(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["experiment=gan_ring", "hparams_search=mixture_grid", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.partition == "gpu"
+    assert cfg.hydra.sweeper.params["model.k"] == "1,5"
+    assert cfg.optimized_metric == "val/reverse_kl"
