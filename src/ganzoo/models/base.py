@@ -142,6 +142,10 @@ class GenerativeModel(pl.LightningModule):
             sched.step()
         self.batches_seen += 1
 
+    def on_train_epoch_end(self) -> None:
+        for player, opt in self.player_optimizers().items():
+            self.log(f"train/lr_{player}", float(opt.param_groups[0]["lr"]))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ganzoo"] = {
             "family": type(self).__name__,
