@@ -21,6 +21,7 @@ from PIL import Image
 from torch.testing import assert_close
 
 from conftest import compose_run, quick_overrides
+from ganzoo.callbacks.hparams import flatten
 from ganzoo.train import train
 from tiny_family import register, train_tiny
 
@@ -188,3 +189,25 @@ def test_tensorboard_serves_scalars_images_and_the_hparams_table(
         shown = {m["name"]["tag"]: m["value"] for m in row["metricValues"]}
         for name in ("val/loss_d", "val/d_real", "train/loss_g"):
             assert_close(torch.tensor(shown[name]), torch.tensor(final[f"{job}/tensorboard"][name]))
+
+
+def test_flatten_names_hyperparameters_as_overrides_do():
+    config = {
+        "seed": 0,
+        "paths": {"data_dir": "data"},
+        "model": {
+            "_target_": "ganzoo.models.GAN",
+            "_recursive_": False,
+            "optimizer": {"generator": {"_partial_": True, "lr": 1e-3, "betas": [0.5, 0.999]}},
+            "prior": None,
+        },
+        "trainer": {"max_epochs": 5, "default_root_dir": "logs/x"},
+    }
+    assert flatten(config, exclude=("paths", "trainer.default_root_dir")) == {
+        "seed": 0,
+        "model._target_": "ganzoo.models.GAN",
+        "model.optimizer.generator.lr": 1e-3,
+        "model.optimizer.generator.betas": "[0.5, 0.999]",
+        "model.prior": "None",
+        "trainer.max_epochs": 5,
+    }
