@@ -1,6 +1,7 @@
-"""Callbacks: sample grids, schedules, evaluation during training."""
+"""Callbacks: sample grids, schedules, guards, evaluation and summaries during training."""
 
 from ganzoo.callbacks.guards import CheckpointOnException
+from ganzoo.callbacks.hparams import HParamsSummary
 from ganzoo.callbacks.mixtures import ModeCoverage
 from ganzoo.callbacks.reconstructions import ReconstructionGrid
 from ganzoo.callbacks.samples import SampleGrid
@@ -8,6 +9,7 @@ from ganzoo.callbacks.schedules import MomentumSchedule
 
 __all__ = [
     "CheckpointOnException",
+    "HParamsSummary",
     "ModeCoverage",
     "MomentumSchedule",
     "ReconstructionGrid",
