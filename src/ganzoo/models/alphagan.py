@@ -143,9 +143,10 @@ class AlphaGAN(GenerativeModel):
             generator_reconstruction_weight = reconstruction_weight
         if joint_encoder_generator and generator_reconstruction_weight != reconstruction_weight:
             raise ValueError(
-                "model.generator_reconstruction_weight differs from model.reconstruction_weight, but "
-                "the joint encoder_generator player has one reconstruction term: set it to null, or "
-                "model.joint_encoder_generator=false for separate E and G updates"
+                "model.generator_reconstruction_weight differs from "
+                "model.reconstruction_weight, but the joint encoder_generator player has one "
+                "reconstruction term: set it to null, or model.joint_encoder_generator=false for "
+                "separate E and G updates"
             )
         self.generator_reconstruction_weight = generator_reconstruction_weight
         self.latent_reconstruction_weight = latent_reconstruction_weight
@@ -165,9 +166,14 @@ class AlphaGAN(GenerativeModel):
         self.generator = build(generator)
         self.discriminator = build(discriminator)
         self.code_discriminator = build(code_discriminator)
-        missing = sorted({"reconstruction", "adversarial", "discriminator", "code_discriminator"} - set(loss))
+        missing = sorted(
+            {"reconstruction", "adversarial", "discriminator", "code_discriminator"} - set(loss)
+        )
         if missing:
-            raise ValueError(f"model.loss has no entry for {missing}: pick a loss group, e.g. model/loss=alphagan_logodds")
+            raise ValueError(
+                f"model.loss has no entry for {missing}: pick a loss group, e.g. "
+                "model/loss=alphagan_logodds"
+            )
         self.reconstruction_loss: Callable[[Tensor, Tensor], Tensor] = build(loss["reconstruction"])
         self.adversarial_loss: Callable[[Tensor], Tensor] = build(loss["adversarial"])
         self.d_loss_fn: Callable[..., Tensor] = build(loss["discriminator"])
@@ -176,18 +182,46 @@ class AlphaGAN(GenerativeModel):
         if has_batch_norm(self.code_discriminator):
             warnings.warn(BATCH_NORM_IN_C_WARNING, UserWarning, stacklevel=2)
         if gradient_penalty_weight > 0:
-            for key, net in (("discriminator", self.discriminator), ("code_discriminator", self.code_discriminator)):
+            for key, net in (
+                ("discriminator", self.discriminator),
+                ("code_discriminator", self.code_discriminator),
+            ):
                 if has_batch_norm(net):
                     warnings.warn(
-                        f"model.{key} contains batch norm but model.gradient_penalty_weight > 0: the "
-                        "gradient penalty is defined per sample and batch norm couples the samples "
-                        f"of a batch (WGAN-GP critics use none); set model.{key}.batch_norm=false",
+                        f"model.{key} contains batch norm but model.gradient_penalty_weight > 0: "
+                        "the gradient penalty is defined per sample and batch norm couples the "
+                        "samples of a batch (WGAN-GP critics use none); set "
+                        f"model.{key}.batch_norm=false",
                         UserWarning,
                         stacklevel=2,
                     )
 
+    @torch.no_grad()
+    def setup(self, stage: str) -> None:
+        """Fail early, naming the key, when E's codes do not have the prior's size."""
+        datamodule = (
+            getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        )
+        shape = getattr(datamodule, "shape", None)
+        if stage != "fit" or shape is None:
+            return
+        was_training = self.training
+        self.eval()
+        try:
+            code_shape = tuple(self.encoder(torch.zeros(2, *shape, device=self.device)).shape[1:])
+        finally:
+            self.train(was_training)
+        if code_shape != (self.latent_dim,):
+            raise ValueError(
+                f"model.encoder makes codes of shape {list(code_shape)} but "
+                f"model.latent_dim={self.latent_dim}: set model.encoder.latent_dim: "
+                "${model.latent_dim}"
+            )
+
     def player_parameters(self, player: str) -> Iterable[nn.Parameter]:
-        return itertools.chain.from_iterable(getattr(self, net).parameters() for net in PLAYER_NETWORKS[player])
+        return itertools.chain.from_iterable(
+            getattr(self, net).parameters() for net in PLAYER_NETWORKS[player]
+        )
 
     # --- the schedule: one block per player, in the paper's order ---------------------------
 
@@ -211,9 +245,9 @@ class AlphaGAN(GenerativeModel):
             return [x] * n
         if x.shape[0] < n:
             raise ValueError(
-                f"model.split_batch=true gives each of the {n} updates of model.schedule its own slice "
-                f"of the batch, but a batch of {x.shape[0]} leaves some update without data: set "
-                f"data.batch_size to {n} x the batch size of one update"
+                f"model.split_batch=true gives each of the {n} updates of model.schedule its own "
+                f"slice of the batch, but a batch of {x.shape[0]} leaves some update without data: "
+                f"set data.batch_size to {n} x the batch size of one update"
             )
         return list(torch.tensor_split(x, n))
 
@@ -232,7 +266,7 @@ class AlphaGAN(GenerativeModel):
         self.log_dict({"train/adv_e_code": adv_code, "train/c_encoded": _prob(code_logits)})
 
     def generator_step(self, x: Tensor, opt) -> None:
-        """G: ``lambda_G |x - G(E(x))|_1 + w [R(D(G(E(x)))) + R(D(G(z)))]`` (+ latent reconstruction)."""
+        """G: ``lambda_G |x - G(E(x))|_1 + w [R(D(G(E(x)))) + R(D(G(z)))]`` (+ latent term)."""
         with self.toggled_optimizer(opt):
             with torch.no_grad():
                 z_hat = self.encoder(x)
@@ -251,9 +285,10 @@ class AlphaGAN(GenerativeModel):
         self._log_generator_terms(adv_recon, adv_sample, recon_logits, sample_logits)
 
     def encoder_generator_step(self, x: Tensor, opt) -> None:
-        """Joint E+G (seed 000): ``lambda |x - G(E(x))|_1 + w [R(D(G(E(x)))) + R(D(G(z)))] + R(C(E(x)))``.
+        """Joint E+G (seed 000), one backward pass through the summed loss
+        ``lambda |x - G(E(x))|_1 + w [R(D(G(E(x)))) + R(D(G(z)))] + R(C(E(x)))``.
 
-        One backward pass through the summed loss: E also gets D's gradient through G(E(x)).
+        E therefore also gets D's gradient through G(E(x)) (the paper's E sees only C's).
         """
         with self.toggled_optimizer(opt):
             z_hat = self.encoder(x)
@@ -283,7 +318,9 @@ class AlphaGAN(GenerativeModel):
                 fakes = self.generator(torch.cat([self.encoder(x), self.prior.sample(n)]))
             real_logits = self.discriminator(x)
             recon_logits, sample_logits = self.discriminator(fakes).split([n, n])
-            loss = self.d_loss_fn(real_logits, recon_logits, sample_logits, fake_weight=self.fake_weight)
+            loss = self.d_loss_fn(
+                real_logits, recon_logits, sample_logits, fake_weight=self.fake_weight
+            )
             if self.gradient_penalty_weight > 0:
                 penalty = gradient_penalty(self.discriminator, torch.cat([x, x]), fakes)
                 loss = loss + self.gradient_penalty_weight * penalty
@@ -304,7 +341,10 @@ class AlphaGAN(GenerativeModel):
             with torch.no_grad():
                 z_hat = self.encoder(x)
             z = self.prior.sample(x.shape[0])
-            prior_logits, encoded_logits = self.code_discriminator(z), self.code_discriminator(z_hat)
+            prior_logits, encoded_logits = (
+                self.code_discriminator(z),
+                self.code_discriminator(z_hat),
+            )
             loss = self.c_loss_fn(prior_logits, encoded_logits)
             if self.gradient_penalty_weight > 0:
                 penalty = gradient_penalty(self.code_discriminator, z, z_hat)
@@ -312,7 +352,9 @@ class AlphaGAN(GenerativeModel):
                 self.log("train/gp_c", penalty)
             self._step(opt, loss)
         self.log("train/loss_c", loss, prog_bar=True)
-        self.log_dict({"train/c_prior": _prob(prior_logits), "train/c_encoded": _prob(encoded_logits)})
+        self.log_dict(
+            {"train/c_prior": _prob(prior_logits), "train/c_encoded": _prob(encoded_logits)}
+        )
 
     # --- pieces shared by the steps --------------------------------------------------------
 
@@ -327,7 +369,7 @@ class AlphaGAN(GenerativeModel):
         return fakes[:n], recon_logits, sample_logits
 
     def _latent_term(self, n: int, tag: str) -> Tensor | float:
-        """``weight * |E(G(z)) - z|_1`` on fresh prior codes, logged as ``train/latent_l1_<tag>``."""
+        """``weight * |E(G(z)) - z|_1`` on fresh prior codes; logs ``train/latent_l1_<tag>``."""
         if self.latent_reconstruction_weight == 0:
             return 0.0
         z = self.prior.sample(n)
@@ -345,7 +387,9 @@ class AlphaGAN(GenerativeModel):
             }
         )
 
-    def _log_generator_terms(self, adv_recon: Tensor, adv_sample: Tensor, recon_logits: Tensor, sample_logits: Tensor) -> None:
+    def _log_generator_terms(
+        self, adv_recon: Tensor, adv_sample: Tensor, recon_logits: Tensor, sample_logits: Tensor
+    ) -> None:
         self.log_dict(
             {
                 "train/adv_g_recon": adv_recon,
@@ -395,8 +439,9 @@ def _check_optimizer_players(optimizer: Any, players: tuple[str, ...], joint: bo
     if keys and keys != set(players):
         other = SEPARATE_PLAYERS if joint else JOINT_PLAYERS
         hint = (
-            f" (those are the players of model.joint_encoder_generator={not joint}: set that, or pick "
-            f"the optimizer group that matches, e.g. model/optimizer={'alphagan_joint_adam' if joint else 'alphagan_adam'})"
+            f" (those are the players of model.joint_encoder_generator={str(not joint).lower()}: "
+            "set that, or pick the optimizer group that matches, e.g. "
+            f"model/optimizer={'alphagan_joint_adam' if joint else 'alphagan_adam'})"
             if keys == set(other)
             else ""
         )
@@ -415,11 +460,13 @@ def _check_schedule(schedule: Sequence[str] | None, players: tuple[str, ...]) ->
     unknown = sorted(set(schedule) - set(players))
     if unknown:
         raise ValueError(
-            f"model.schedule names {unknown}, which are not players of this AlphaGAN; its players are "
-            f"{list(players)} (model.joint_encoder_generator decides between encoder + generator and "
-            "one encoder_generator player)"
+            f"model.schedule names {unknown}, which are not players of this AlphaGAN; its players "
+            f"are {list(players)} (model.joint_encoder_generator decides between encoder + "
+            "generator and one encoder_generator player)"
         )
     idle = [p for p in players if p not in schedule]
     if idle:
-        raise ValueError(f"model.schedule={list(schedule)} never updates {idle}: add them to model.schedule")
+        raise ValueError(
+            f"model.schedule={list(schedule)} never updates {idle}: add them to model.schedule"
+        )
     return schedule

@@ -10,7 +10,8 @@ Every class serves each image side ``start * 2**n`` with ``start`` 4 or 7 (28, 3
   CelebA 64x64: 64/128/256/512 + 1024), G the mirror image from a ``4 x 4`` (or ``7 x 7``) map.
 - ``MLPEncoder``: a deterministic fully connected encoder for MNIST-sized and 2D data.
 
-The code discriminator (an MLP on latent codes) is :class:`ganzoo.nets.code_discriminator.MLPCodeDiscriminator`.
+The code discriminator (an MLP on latent codes) is
+:class:`ganzoo.nets.code_discriminator.MLPCodeDiscriminator`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def _leaky_relu() -> nn.Module:
 
 
 def _residual_features(
-    channels: int, image_size: int, width: int, activation: ActivationFactory | None, batch_norm: bool
+    channels: int,
+    image_size: int,
+    width: int,
+    activation: ActivationFactory | None,
+    batch_norm: bool,
 ) -> tuple[nn.Sequential, int]:
     """``x -> conv3x3 s2 -> (BN) -> act -> [down res-block] x (n-1) -> res-block -> flatten``.
 
@@ -84,7 +89,9 @@ class ResidualEncoder(nn.Module):
     ):
         super().__init__()
         _check_sizes(**{"model.latent_dim": latent_dim, "model.encoder.width": width})
-        self.features, n_features = _residual_features(channels, image_size, width, activation, batch_norm)
+        self.features, n_features = _residual_features(
+            channels, image_size, width, activation, batch_norm
+        )
         self.out = nn.Linear(n_features, latent_dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,7 +111,9 @@ class ResidualDiscriminator(nn.Module):
     ):
         super().__init__()
         _check_sizes(**{"model.discriminator.width": width})
-        self.features, n_features = _residual_features(channels, image_size, width, activation, batch_norm)
+        self.features, n_features = _residual_features(
+            channels, image_size, width, activation, batch_norm
+        )
         self.out = nn.Linear(n_features, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -135,7 +144,9 @@ class ResidualGenerator(nn.Module):
             Reshape(width, start, start),
             ResidualBlock(width, activation, batch_norm),
         ]
-        layers += [ResidualBlock(width, activation, batch_norm, resample="up") for _ in range(n - 1)]
+        layers += [
+            ResidualBlock(width, activation, batch_norm, resample="up") for _ in range(n - 1)
+        ]
         layers += [
             nn.Upsample(scale_factor=2.0, mode="nearest"),
             nn.Conv2d(width, channels, 3, 1, 1),
@@ -202,7 +213,9 @@ class DCGAN5Encoder(nn.Module):
     ):
         super().__init__()
         _check_sizes(**{"model.latent_dim": latent_dim, "model.encoder.width": width})
-        self.features, n_features = _dcgan5_features(channels, image_size, width, activation, batch_norm)
+        self.features, n_features = _dcgan5_features(
+            channels, image_size, width, activation, batch_norm
+        )
         self.out = nn.Linear(n_features, latent_dim)
         if init_std is not None:
             normal_init_(self, init_std)
@@ -212,7 +225,7 @@ class DCGAN5Encoder(nn.Module):
 
 
 class DCGAN5Discriminator(nn.Module):
-    """Seed 002's image discriminator: the encoder's convolutions with LeakyReLU, one logit ``(N,)``."""
+    """Seed 002's image discriminator: the encoder's convolutions, LeakyReLU, one logit ``(N,)``."""
 
     def __init__(
         self,
@@ -225,7 +238,9 @@ class DCGAN5Discriminator(nn.Module):
     ):
         super().__init__()
         _check_sizes(**{"model.discriminator.width": width})
-        self.features, n_features = _dcgan5_features(channels, image_size, width, activation, batch_norm)
+        self.features, n_features = _dcgan5_features(
+            channels, image_size, width, activation, batch_norm
+        )
         self.out = nn.Linear(n_features, 1)
         if init_std is not None:
             normal_init_(self, init_std)
@@ -258,7 +273,9 @@ class DCGAN5Generator(nn.Module):
             layers.append(nn.BatchNorm1d(c * start * start))
         layers += [make_activation(activation), Reshape(c, start, start)]
         for _ in range(n):
-            layers.append(nn.ConvTranspose2d(c, c // 2, 5, 2, 2, output_padding=1, bias=not batch_norm))
+            layers.append(
+                nn.ConvTranspose2d(c, c // 2, 5, 2, 2, output_padding=1, bias=not batch_norm)
+            )
             if batch_norm:
                 layers.append(nn.BatchNorm2d(c // 2))
             layers.append(make_activation(activation))
@@ -298,7 +315,10 @@ class MLPEncoder(nn.Module):
         batch_norm: bool = False,
     ):
         super().__init__()
-        _check_sizes(**{"model.latent_dim": latent_dim}, **{f"model.encoder.hidden[{i}]": h for i, h in enumerate(hidden)})
+        _check_sizes(
+            **{"model.latent_dim": latent_dim},
+            **{f"model.encoder.hidden[{i}]": h for i, h in enumerate(hidden)},
+        )
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(in_shape)
         for h in hidden:

@@ -9,12 +9,15 @@ discriminator broke training.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 from torch import nn
 
 from ganzoo.nets.blocks import ActivationFactory, normal_init_
 from ganzoo.nets.mlp import MLPDiscriminator
+
+
+def leaky_relu_02() -> nn.Module:
+    return nn.LeakyReLU(0.2)
 
 
 class MLPCodeDiscriminator(MLPDiscriminator):
@@ -34,12 +37,14 @@ class MLPCodeDiscriminator(MLPDiscriminator):
         self,
         latent_dim: int,
         hidden: Sequence[int] = (700, 700),
-        activation: ActivationFactory | None = partial(nn.LeakyReLU, 0.2),
+        activation: ActivationFactory | None = leaky_relu_02,
         batch_norm: bool = False,
         init_std: float | None = None,
     ):
         if latent_dim < 1:
             raise ValueError(f"model.latent_dim must be a positive integer, got {latent_dim}")
-        super().__init__(in_shape=(latent_dim,), hidden=hidden, activation=activation, batch_norm=batch_norm)
+        super().__init__(
+            in_shape=(latent_dim,), hidden=hidden, activation=activation, batch_norm=batch_norm
+        )
         if init_std is not None:
             normal_init_(self, init_std)
