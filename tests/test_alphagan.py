@@ -3,6 +3,7 @@ schedule takes, the code discriminator's labels, networks, checkpoints and warni
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -13,6 +14,7 @@ from hydra.errors import InstantiationException
 from torch import nn
 from torch.nn import functional as F
 from torch.testing import assert_close
+from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import count_steps, quick_overrides
 from ganzoo import losses
@@ -407,3 +409,94 @@ def test_checkpoint_round_trip_keeps_encode_and_reconstruct(variant, make_cfg, t
     assert_close(again.generate(again.fixed_z), model.generate(model.fixed_z))
     assert model.sample(5).shape == (5, 2)
     assert_close(F.l1_loss(again.encode(x), z), torch.tensor(0.0))
+
+
+# --- each player's loss, exactly ------------------------------------------------------------------
+
+
+def _sgd(params, loss, lr):
+    params = list(params)
+    grads = torch.autograd.grad(loss, params)
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p -= lr * g
+
+
+def test_one_batch_updates_each_network_by_its_own_loss(make_cfg):
+    """E, G, D, C each take one SGD step on the paper's loss (log-odds R, lambda_E = 1,
+    lambda_G = 5), in schedule order, on one batch with fresh prior codes per update: the model's
+    parameters afterwards equal the ones computed here by hand with the same noise."""
+    lr = 0.05
+    sgd = [f"model.optimizer.{p}._target_=torch.optim.SGD" for p in NETWORKS]
+    no_betas = [f"~model.optimizer.{p}.betas" for p in NETWORKS]
+    lrs = [f"model.optimizer.{p}.lr={lr}" for p in NETWORKS]
+    cfg = make_cfg(
+        *RING,
+        *quick_overrides(batches=1),
+        *sgd,
+        *no_betas,
+        *lrs,
+        "model.generator_reconstruction_weight=5.0",
+    )
+    dm, model, trainer = build_run(cfg)
+    torch.manual_seed(1)
+    x = torch.randn(8, 2)
+    nets = {n: copy.deepcopy(getattr(model, n)) for n in NETWORKS}
+    E, G, D, C = (nets[n] for n in NETWORKS)
+    for net in nets.values():
+        net.train()
+
+    torch.manual_seed(123)  # the model draws its prior codes in this order
+    l1 = lambda a, b: (a - b).abs().mean()  # noqa: E731  (model.loss.reconstruction)
+    # E: lambda_E * L1 + R(C(E(x))), R(l) = -l.
+    z_hat = E(x)
+    _sgd(E.parameters(), 1.0 * l1(x, G(z_hat)) - C(z_hat).mean(), lr)
+    # G: lambda_G * L1 + R(D(G(E(x)))) + R(D(G(z))), one G pass on [E(x); z].
+    z = torch.randn(8, 2)
+    fakes = G(torch.cat([E(x).detach(), z]))
+    logits = D(fakes)
+    _sgd(G.parameters(), 5.0 * l1(x, fakes[:8]) - logits[:8].mean() - logits[8:].mean(), lr)
+    # D: BCE(D(x), 1) + BCE(D(G(E(x))), 0) + BCE(D(G(z)), 0).
+    z = torch.randn(8, 2)
+    with torch.no_grad():
+        fakes = G(torch.cat([E(x), z]))
+    fake_logits = D(fakes)
+    d_loss = (
+        F.softplus(-D(x)).mean()
+        + F.softplus(fake_logits[:8]).mean()
+        + F.softplus(fake_logits[8:]).mean()
+    )
+    _sgd(D.parameters(), d_loss, lr)
+    # C: BCE(C(z), 1) + BCE(C(E(x)), 0), the prior real.
+    z = torch.randn(8, 2)
+    with torch.no_grad():
+        z_hat = E(x)
+    _sgd(C.parameters(), F.softplus(-C(z)).mean() + F.softplus(C(z_hat)).mean(), lr)
+
+    class SameNoise(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            torch.manual_seed(123)
+
+    class FixedBatch(pl.LightningDataModule):
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(x), batch_size=len(x))
+
+    trainer.callbacks.append(SameNoise())
+    trainer.fit(model, datamodule=FixedBatch())
+    for name in NETWORKS:
+        for got, want in zip(
+            getattr(model, name).parameters(), nets[name].parameters(), strict=True
+        ):
+            assert_close(got.detach(), want.detach(), msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_latent_reconstruction_term(make_cfg):
+    cfg = make_cfg(*RING, "model.latent_reconstruction_weight=2.5")
+    _, model, _ = build_run(cfg)
+    torch.manual_seed(7)
+    got = model._latent_term(6, "e")
+    torch.manual_seed(7)
+    z = torch.randn(6, 2)
+    assert_close(got, 2.5 * (z - model.encoder(model.generator(z))).abs().mean())
+    model.latent_reconstruction_weight = 0.0
+    assert model._latent_term(6, "e") == 0.0
