@@ -21,7 +21,11 @@ def data_overrides(cfg_data_target: str, request) -> list[str]:
     if "CIFAR10" in cfg_data_target:
         return [f"paths.data_dir={request.getfixturevalue('fake_cifar10')}", "data.val_size=20"]
     if "CelebA" in cfg_data_target:
-        return [f"paths.data_dir={request.getfixturevalue('fake_celeba')}"]
+        # The fake CelebA has 8 training images: keep a last, smaller batch.
+        return [
+            f"paths.data_dir={request.getfixturevalue('fake_celeba')}",
+            "++data.drop_last=false",
+        ]
     return ["data.num_train=400", "data.num_val=100"]
 
 

@@ -61,24 +61,103 @@ def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 # --- alpha-GAN (Rosca et al. 2017) ------------------------------------------------------------
+#
+# Per-network losses (REFERENCE.md section 3, corrected), with R the adversarial term of E and G:
+#   E: lambda * |x - G(E(x))|_1 + R(C(E(x)))
+#   G: lambda * |x - G(E(x))|_1 + R(D(G(E(x)))) + R(D(G(z)))
+#   D: BCE(D(x), 1) + BCE(D(G(E(x))), 0) + BCE(D(G(z)), 0)
+#   C: BCE(C(z), 1) + BCE(C(E(x)), 0)          (the PRIOR is real; arXiv v1 swaps the two)
 
 
 def l1_reconstruction(x: Tensor, x_hat: Tensor) -> Tensor:
-    """``|x - x_hat|_1`` per sample (summed over all but the batch dim), mean over the batch."""
+    """The paper's ``|x - x_hat|_1``: summed over all but the batch dim, mean over the batch."""
     return (x - x_hat).abs().flatten(1).sum(dim=1).mean()
 
 
+def l1_reconstruction_mean(x: Tensor, x_hat: Tensor) -> Tensor:
+    """``mean |x - x_hat|`` over every element: the L1 norm divided by the number of pixels.
+
+    Seed 000's reconstruction term (its ``lambda = 40`` on CIFAR-10 weighs this mean, which is
+    ``|x - x_hat|_1 / (3 * 32 * 32)`` per image).
+    """
+    return (x - x_hat).abs().mean()
+
+
 def g_loss_logodds(fake_logits: Tensor) -> Tensor:
-    """alpha-GAN's log-odds adversarial term ``R(l) = -log(D / (1 - D)) = -l``, batch mean."""
+    """alpha-GAN's log-odds adversarial term ``R(l) = -log(D / (1 - D)) = -l``, batch mean.
+
+    Used by G on ``D(G(E(x)))`` and ``D(G(z))`` and by E on ``C(E(x))``. Unlike the
+    non-saturating ``BCE(l, 1)`` (:func:`g_loss_nonsaturating`) its gradient is -1 per sample
+    whatever the logit, so it neither saturates nor vanishes once the fake is accepted.
+    """
     return -fake_logits.mean()
 
 
-def gradient_penalty(critic, real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def d_loss_alphagan(
+    real_logits: Tensor, recon_logits: Tensor, sample_logits: Tensor, fake_weight: float = 1.0
+) -> Tensor:
+    """Image discriminator loss: ``BCE(D(x), 1) + w [BCE(D(G(E(x))), 0) + BCE(D(G(z)), 0)]``.
+
+    ``w = 1`` is the paper's sum. ``w = 0.5`` is seed 000's ``-log(1 - D(x_fake))`` averaged over
+    one pooled fake batch ``x_fake = [G(z); G(E(x))]`` of two equal halves.
+    """
+    return bce_real(real_logits) + fake_weight * (bce_fake(recon_logits) + bce_fake(sample_logits))
+
+
+def code_d_loss(prior_logits: Tensor, encoded_logits: Tensor) -> Tensor:
+    """Code discriminator loss: ``BCE(C(z), 1) + BCE(C(E(x)), 0)``, ``z`` from the prior.
+
+    The prior's codes are the REAL ones: C learns to tell the prior from the encoder's codes and
+    E learns to make its codes look like prior draws. arXiv v1's equations 16-17 swap the two
+    labels; the authors confirmed that this is an error.
+    """
+    return bce_real(prior_logits) + bce_fake(encoded_logits)
+
+
+def g_loss_wasserstein(fake_scores: Tensor) -> Tensor:
+    """WGAN generator (and encoder) loss ``-E[f(fake)]`` for a critic ``f``.
+
+    Numerically the log-odds term :func:`g_loss_logodds` applied to a critic's score.
+    """
+    return -fake_scores.mean()
+
+
+def d_loss_alphagan_wasserstein(
+    real_scores: Tensor, recon_scores: Tensor, sample_scores: Tensor, fake_weight: float = 0.5
+) -> Tensor:
+    """WGAN critic loss of seed 000's AlphaWGAN: ``w [E f(G(E(x))) + E f(G(z))] - E f(x)``.
+
+    The fake distribution is the equal mixture of reconstructions and samples, so ``w`` must be
+    0.5 (any other weight lets the critic lower its loss without bound by shifting its output).
+    Add :func:`gradient_penalty` to it.
+    """
+    if 2.0 * fake_weight != 1.0:
+        raise ValueError(
+            f"the Wasserstein critic needs model.fake_weight=0.5 (an equal mixture of "
+            f"reconstructions and samples), got {fake_weight}"
+        )
+    return fake_weight * (recon_scores.mean() + sample_scores.mean()) - real_scores.mean()
+
+
+def code_d_loss_wasserstein(prior_scores: Tensor, encoded_scores: Tensor) -> Tensor:
+    """WGAN code critic loss ``E f(E(x)) - E f(z)``: the prior plays the real distribution."""
+    return encoded_scores.mean() - prior_scores.mean()
+
+
+def gradient_penalty(
+    critic, real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
     """WGAN-GP penalty ``E[(||grad_xhat critic(xhat)||_2 - 1)^2]`` on random interpolates.
 
     ``xhat = eps * real + (1 - eps) * fake`` with ``eps ~ U[0, 1]`` per sample (Gulrajani et al.
-    2017). The graph is kept so the penalty can be back-propagated into the critic.
+    2017); ``real`` and ``fake`` have the same shape (images or latent codes). The graph is kept
+    so the penalty can be back-propagated into the critic.
     """
+    if real.shape != fake.shape:
+        raise ValueError(
+            f"gradient_penalty needs real and fake of one shape, got {tuple(real.shape)} "
+            f"and {tuple(fake.shape)}"
+        )
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     eps = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
     xhat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)

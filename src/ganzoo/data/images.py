@@ -201,8 +201,14 @@ class CelebADataModule(ImageDataModule):
 
     def open_split(self, train, transform, download, split: str | None = None):
         split = split or ("train" if train else "test")
+        # The identity label as target: with no target torchvision yields (image, None), which
+        # the default collate function cannot batch.
         return datasets.CelebA(
-            self.data_dir, split=split, target_type=[], transform=transform, download=download
+            self.data_dir,
+            split=split,
+            target_type="identity",
+            transform=transform,
+            download=download,
         )
 
     def setup(self, stage: str | None = None) -> None:

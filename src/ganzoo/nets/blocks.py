@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -88,3 +89,43 @@ def upsampling_plan(image_size: int, key: str, starts: Sequence[int] = (4, 7)) -
 
 def make_activation(factory: ActivationFactory | None) -> nn.Module:
     return nn.Identity() if factory is None else factory()
+
+
+class ResidualBlock(nn.Module):
+    """Residual block ``act(skip(x) + BN(conv3x3(act(BN(conv1(x))))))``, optionally resampling.
+
+    - ``resample=None``: ``conv1`` is a 3x3 convolution, ``skip`` the identity.
+    - ``resample="down"``: ``conv1`` is a 3x3 convolution of stride 2, ``skip`` 2x2 average pooling.
+    - ``resample="up"``: ``conv1`` is a 2x2 transposed convolution of stride 2, ``skip`` nearest
+      2x upsampling.
+
+    Channels stay ``channels`` throughout (seed 000's alpha-GAN block). ``batch_norm=False``
+    drops the norms and gives the convolutions biases (WGAN-GP critics).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        activation: ActivationFactory | None = nn.ReLU,
+        batch_norm: bool = True,
+        resample: Literal["down", "up"] | None = None,
+    ):
+        super().__init__()
+        c, bias = channels, not batch_norm
+        if resample is None:
+            conv1, self.skip = nn.Conv2d(c, c, 3, 1, 1, bias=bias), nn.Identity()
+        elif resample == "down":
+            conv1, self.skip = nn.Conv2d(c, c, 3, 2, 1, bias=bias), nn.AvgPool2d(2)
+        elif resample == "up":
+            conv1 = nn.ConvTranspose2d(c, c, 2, 2, bias=bias)
+            self.skip = nn.Upsample(scale_factor=2.0, mode="nearest")
+        else:
+            raise ValueError(f"resample must be None, 'down' or 'up', got {resample!r}")
+        norm = (lambda: nn.BatchNorm2d(c)) if batch_norm else nn.Identity
+        self.branch = nn.Sequential(
+            conv1, norm(), make_activation(activation), nn.Conv2d(c, c, 3, 1, 1, bias=bias), norm()
+        )
+        self.out_activation = make_activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out_activation(self.skip(x) + self.branch(x))
