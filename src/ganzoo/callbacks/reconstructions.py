@@ -51,9 +51,10 @@ class ReconstructionGrid(pl.Callback):
         finally:
             pl_module.train(was_training)
         value_range = getattr(dm, "value_range", None)
-        grid = side_by_side(to_unit_range(x, value_range), to_unit_range(recon, value_range), self.nrow)
+        nrow = min(self.nrow, len(x))  # a validation set smaller than a row still gets a grid
+        grid = side_by_side(to_unit_range(x, value_range), to_unit_range(recon, value_range), nrow)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        save_image(grid, self.dirpath / f"epoch_{epoch:04d}.png", nrow=self.nrow)
+        save_image(grid, self.dirpath / f"epoch_{epoch:04d}.png", nrow=nrow)
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger):
-                lg.experiment.add_image("reconstructions", make_grid(grid, nrow=self.nrow), global_step=epoch)
+                lg.experiment.add_image("reconstructions", make_grid(grid, nrow=nrow), global_step=epoch)

@@ -182,7 +182,8 @@ class CelebADataModule(ImageDataModule):
 
     def open_split(self, train, transform, download, split: str | None = None):
         split = split or ("train" if train else "test")
-        return datasets.CelebA(self.data_dir, split=split, target_type=[], transform=transform, download=download)
+        # Attributes as labels: torchvision returns None for target_type=[], which batches cannot hold.
+        return datasets.CelebA(self.data_dir, split=split, target_type="attr", transform=transform, download=download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
