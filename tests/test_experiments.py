@@ -48,7 +48,9 @@ def test_experiment_trains_a_few_steps(experiment, make_cfg, request, tmp_path):
         *quick_overrides(),
         *data_overrides(probe.data._target_, request),
     ]
-    if probe.data.get("batch_size", 0) > 16:
+    if probe.data.get("batch_size", 0) > 16 and not any(
+        o.startswith("data.batch_size=") for o in overrides
+    ):
         overrides.append("data.batch_size=16")
     cfg = make_cfg(*overrides, output_dir=tmp_path / experiment)
     metrics = train(cfg)
@@ -89,7 +91,12 @@ def test_slurm_launcher_and_hparams_search_compose(tmp_path):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(
             "train",
-            overrides=["experiment=gan_ring", "hparams_search=mixture_grid", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            overrides=[
+                "experiment=gan_ring",
+                "hparams_search=mixture_grid",
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+            ],
             return_hydra_config=True,
         )
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")

@@ -51,13 +51,67 @@ def g_loss_nonsaturating(fake_logits: Tensor) -> Tensor:
 # --- VAE/GAN (Larsen et al. 2016) -------------------------------------------------------------
 
 
+# Sign convention: ``L_GAN`` below is the discriminator's cross-entropy, which D minimises;
+# the paper's Algorithm 1 writes the same quantity with the opposite sign. The decoder minimises
+# ``gamma * L_llike - L_GAN`` (``dec_gan_loss_minimax``: it maximises D's error on its samples) or
+# the non-saturating ``gamma * L_llike + BCE(D(x_p), 1) [+ BCE(D(x~), 1)]``.
+
+
 def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mu, diag exp(logvar)) || N(0, I))``, summed over latent dims, mean over the batch.
+    """``L_prior = KL(N(mu, diag exp(logvar)) || N(0, I))``, summed over latent dims, batch mean.
 
     ``KL = -1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))``.
     """
     kl = -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
     return kl.flatten(1).sum(dim=1).mean()
+
+
+def feature_gaussian_nll(
+    real_features: Tensor, fake_features: Tensor, sigma: float = 1.0
+) -> Tensor:
+    """``L_llike^{Dis_l}``: Gaussian negative log-likelihood of ``Dis_l(x)`` under
+    ``N(Dis_l(x~), sigma^2 I)``, without its constant, summed over features, batch mean.
+
+    ``-log p = 1 / (2 sigma^2) sum_j (Dis_l(x~)_j - Dis_l(x)_j)^2 + const`` (Larsen et al.'s
+    official code: ``NLLNormal`` with ``sigma = 1``, summed over the feature map).
+    """
+    sq = (fake_features - real_features).pow(2).flatten(1).sum(dim=1)
+    return sq.mean() / (2.0 * sigma**2)
+
+
+def feature_mse(real_features: Tensor, fake_features: Tensor) -> Tensor:
+    """``mean_{n, j} (Dis_l(x~)_{n,j} - Dis_l(x)_{n,j})^2``: the likelihood term of seed 003
+    (mean over batch and features; proportional to the Gaussian NLL for a fixed feature size)."""
+    return (fake_features - real_features).pow(2).mean()
+
+
+def d_loss_vaegan(
+    real_logits: Tensor, prior_logits: Tensor, recon_logits: Tensor | None = None
+) -> Tensor:
+    """``L_GAN`` with three terms, minimised by D: ``BCE(D(x), 1) + BCE(D(Dec(z_p)), 0) +
+    BCE(D(Dec(Enc(x))), 0)``, i.e. ``-[log D(x) + log(1 - D(x_p)) + log(1 - D(x~))]``.
+
+    ``recon_logits=None`` leaves the reconstruction term out (the official code's CelebA run).
+    """
+    loss = bce_real(real_logits) + bce_fake(prior_logits)
+    return loss if recon_logits is None else loss + bce_fake(recon_logits)
+
+
+def dec_gan_loss_minimax(prior_logits: Tensor, recon_logits: Tensor | None = None) -> Tensor:
+    """The decoder's adversarial term ``-L_GAN`` (saturating, as the paper and official code):
+    ``log(1 - D(x_p)) [+ log(1 - D(x~))] = -softplus(l_p) [- softplus(l~)]``, batch means.
+
+    (``-L_GAN``'s real term does not depend on the decoder and is left out.)
+    """
+    loss = -bce_fake(prior_logits)
+    return loss if recon_logits is None else loss - bce_fake(recon_logits)
+
+
+def dec_gan_loss_nonsaturating(prior_logits: Tensor, recon_logits: Tensor | None = None) -> Tensor:
+    """Non-saturating decoder term: ``BCE(D(x_p), 1) [+ BCE(D(x~), 1)]``, i.e. maximise
+    ``log D(x_p) [+ log D(x~)]``."""
+    loss = bce_real(prior_logits)
+    return loss if recon_logits is None else loss + bce_real(recon_logits)
 
 
 # --- alpha-GAN (Rosca et al. 2017) ------------------------------------------------------------

@@ -70,3 +70,43 @@ class _DecayFactor:
 
     def __call__(self, step: int) -> float:
         return max(self.decay_factor ** (-step), self.floor)
+
+
+class PowerAnnealing(torch.optim.lr_scheduler.LambdaLR):
+    """``lr_t = lr_0 - (s / num_stages)**power * (lr_0 - final_lr)``, ``s = t // stage_length``,
+    never below ``final_lr``: deeppy's ``GammaAnnealer`` as the official VAE/GAN code uses it
+    (one value per 250-batch "epoch"). Stepped once per training batch by the family module.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        final_lr: float,
+        num_stages: int,
+        stage_length: int = 1,
+        power: float = 1.0,
+    ):
+        if num_stages < 1 or stage_length < 1 or power <= 0:
+            raise ValueError(
+                "PowerAnnealing needs num_stages >= 1, stage_length >= 1 and power > 0, got "
+                f"{num_stages=}, {stage_length=}, {power=}"
+            )
+        base = [g["lr"] for g in optimizer.param_groups]
+        factors = [_PowerFactor(lr, final_lr, num_stages, stage_length, power) for lr in base]
+        super().__init__(optimizer, factors)
+
+
+class _PowerFactor:
+    """Picklable factor ``lr_t / lr_0`` of :class:`PowerAnnealing`."""
+
+    def __init__(
+        self, lr0: float, final_lr: float, num_stages: int, stage_length: int, power: float
+    ):
+        self.lr0, self.final_lr = lr0, final_lr
+        self.num_stages, self.stage_length, self.power = num_stages, stage_length, power
+
+    def __call__(self, step: int) -> float:
+        if self.lr0 <= 0:
+            return 1.0
+        progress = min((step // self.stage_length) / self.num_stages, 1.0)
+        return (self.lr0 - progress**self.power * (self.lr0 - self.final_lr)) / self.lr0
