@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from ganzoo.models.alphagan import AlphaGAN
 from ganzoo.models.base import GenerativeModel
 from ganzoo.models.gan import GAN
+from ganzoo.models.vaegan import VAEGAN
 
 #: Family class name -> module that defines it.
 FAMILIES: dict[str, str] = {
@@ -46,4 +48,4 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> GenerativeMo
     return model.eval()
 
 
-__all__ = ["FAMILIES", "GAN", "GenerativeModel", "family_class", "load_checkpoint"]
+__all__ = ["FAMILIES", "GAN", "VAEGAN", "AlphaGAN", "GenerativeModel", "family_class", "load_checkpoint"]
