@@ -249,6 +249,11 @@ def test_domain_classifier_is_trained_once_and_cached(fake_mnist, tmp_path, monk
     assert record["weights_sha256"] == sha256_file(record["weights"])
     x_test, y_test = labelled_tensors(dm.test_set, dm.value_range)
     assert record["test_accuracy"] == pytest.approx(accuracy(net, x_test, y_test))
+    # Same data and recipe elsewhere: the same weights, byte for byte.
+    assert (
+        load_or_train_classifier(dm, tmp_path / "elsewhere", epochs=1)[1]["weights_sha256"]
+        == (record["weights_sha256"])
+    )
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached classifier was retrained")

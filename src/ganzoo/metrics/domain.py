@@ -17,6 +17,7 @@ for three channels), with ``log p(a, b, c | x) = sum_c log p_c(digit | channel c
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -178,8 +179,12 @@ def load_or_train_classifier(
     seconds = time.perf_counter() - start
     x_test, y_test = labelled_tensors(datamodule.test_set, value_range)
     folder.mkdir(parents=True, exist_ok=True)
+    # Saved through a buffer: the file's bytes (and so its sha256) depend on the weights alone,
+    # not on the file's name.
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
     tmp = weights.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
+    tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, weights)
     record = {
         "network": "ganzoo.nets.classifier.ConvClassifier",

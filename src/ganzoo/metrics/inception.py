@@ -119,7 +119,8 @@ class InceptionFeatures:
 
     def protocol(self) -> dict[str, Any]:
         return {
-            "name": "inception_v3 (torchmetrics NoTrainInceptionV3, torch-fidelity weights)",
+            "name": "inception_v3",
+            "network": "torchmetrics NoTrainInceptionV3 (torch-fidelity's FID Inception)",
             "layer": self.feature_dim,
             "resize": "antialiased bilinear" if self.antialias else "TF1 bilinear (original FID)",
             "weights": str(self.weights_file),

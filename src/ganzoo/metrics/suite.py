@@ -142,17 +142,17 @@ class Metric:
 def run_metrics(
     metrics: Mapping[str, Metric], ctx: EvalContext
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Run every applicable metric; returns the measured numbers and ``{metric: why skipped}``."""
-    results: dict[str, dict[str, Any]] = {}
-    skipped: dict[str, str] = {}
-    for name, metric in metrics.items():
-        if metric is None:
-            continue
-        reason = metric.skip_reason(ctx)
-        if reason:
-            skipped[name] = reason
-            continue
+    """Run every applicable metric; returns the measured numbers and ``{metric: why skipped}``.
+
+    All applicable metrics are prepared before any is measured, so a missing feature network
+    (e.g. Inception weights) stops the run at once."""
+    skipped = {name: m.skip_reason(ctx) for name, m in metrics.items() if m is not None}
+    skipped = {name: why for name, why in skipped.items() if why}
+    active = {name: m for name, m in metrics.items() if m is not None and name not in skipped}
+    for metric in active.values():
         metric.prepare(ctx)
+    results: dict[str, dict[str, Any]] = {}
+    for name, metric in active.items():
         out = metric(ctx)
         clash = sorted(set(out) & set(results))
         if clash:
