@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -105,6 +106,19 @@ def test_ganzoo_eval_on_a_gan_mnist_checkpoint(mnist_ckpt, tmp_path):
     assert min(abs(m["parzen_sigma"]["value"] - s) for s in parzen["sigmas"]) < 1e-5
     assert saved["checkpoint"]["family"] == "GAN" and saved["checkpoint"]["sha256"] == sha256_file(
         mnist_ckpt
+    )
+    # scripts/results_table.py turns reports into docs/results.md rows.
+    spec = importlib.util.spec_from_file_location(
+        "results_table", REPO / "scripts" / "results_table.py"
+    )
+    results_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results_table)
+    row = results_table.table([str(tmp_path / "out" / "metrics.json")]).splitlines()[2]
+    parzen_cell = f"{parzen['value']:.4g} ± {m['parzen_se']['value']:.2g}"
+    assert (
+        row.startswith("| gan | GAN | 1 | ")
+        and parzen_cell in row
+        and row.endswith("| - | - | - |")
     )
 
 
