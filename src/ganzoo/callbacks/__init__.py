@@ -1,5 +1,6 @@
 """Callbacks: sample grids, schedules, guards, evaluation and summaries during training."""
 
+from ganzoo.callbacks.evaluation import Evaluation
 from ganzoo.callbacks.guards import CheckpointOnException
 from ganzoo.callbacks.hparams import HParamsSummary
 from ganzoo.callbacks.mixtures import ModeCoverage
@@ -9,6 +10,7 @@ from ganzoo.callbacks.schedules import MomentumSchedule
 
 __all__ = [
     "CheckpointOnException",
+    "Evaluation",
     "HParamsSummary",
     "ModeCoverage",
     "MomentumSchedule",

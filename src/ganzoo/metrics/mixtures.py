@@ -27,16 +27,20 @@ def mode_statistics(
     nearest_dist, nearest = dist.min(dim=1)
     hq = nearest_dist <= threshold * std
     counts = torch.bincount(nearest[hq], minlength=len(modes)).to(samples)
-    n_hq = counts.sum()
-    if n_hq > 0:
-        p = counts / n_hq
-        nz = p > 0
-        reverse_kl = (p[nz] * (p[nz] * len(modes)).log()).sum()
-    else:
-        reverse_kl = torch.tensor(math.inf, device=samples.device)
     return {
         "modes": (counts > 0).sum().to(samples),
         "high_quality": 100.0 * hq.float().mean(),
-        "reverse_kl": reverse_kl,
+        "reverse_kl": kl_to_uniform(counts),
         "counts": counts,
     }
+
+
+def kl_to_uniform(counts: Tensor) -> Tensor:
+    """``KL(p || uniform)`` in nats, ``p = counts / counts.sum()`` over ``len(counts)`` modes;
+    ``inf`` when all counts are 0 (the histogram is undefined)."""
+    counts = counts.float()
+    total = counts.sum()
+    if total <= 0:
+        return torch.tensor(math.inf, device=counts.device)
+    p = counts[counts > 0] / total
+    return (p * (p * len(counts)).log()).sum()
