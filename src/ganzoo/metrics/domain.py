@@ -66,7 +66,9 @@ def labelled_tensors(
                 "the domain classifier needs a labelled training split: items must be "
                 "(image, label)"
             )
-        xs.append(unit_range(batch[0], value_range))
+        # Back onto the 8-bit grid the images were stored on: a run in [-1, 1] then hashes to,
+        # and shares, the classifier of a run in [0, 1], so their features are comparable.
+        xs.append(unit_range(batch[0], value_range).mul(255).round().div(255))
         ys.append(torch.as_tensor(batch[1]).long())
     return torch.cat(xs), torch.cat(ys)
 

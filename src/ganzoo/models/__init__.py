@@ -48,4 +48,12 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> GenerativeMo
     return model.eval()
 
 
-__all__ = ["FAMILIES", "GAN", "VAEGAN", "AlphaGAN", "GenerativeModel", "family_class", "load_checkpoint"]
+__all__ = [
+    "FAMILIES",
+    "GAN",
+    "VAEGAN",
+    "AlphaGAN",
+    "GenerativeModel",
+    "family_class",
+    "load_checkpoint",
+]

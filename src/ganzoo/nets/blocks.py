@@ -84,7 +84,9 @@ def upsampling_plan(image_size: int, key: str, starts: Sequence[int] = (4, 7)) -
         if ratio >= 2 and ratio == int(ratio) and math.log2(ratio) == int(math.log2(ratio)):
             return start, int(math.log2(ratio))
     sizes = sorted({s * 2**n for s in starts for n in range(1, 6)})
-    raise ValueError(f"{key}={image_size} is not an image size this network can take; use one of {sizes}")
+    raise ValueError(
+        f"{key}={image_size} is not an image size this network can take; use one of {sizes}"
+    )
 
 
 def make_activation(factory: ActivationFactory | None) -> nn.Module:
