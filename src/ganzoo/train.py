@@ -58,6 +58,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, model, trainer = build_run(cfg)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams.pop("hydra", None)
+    for node in (hparams.get("paths") or {}, hparams.get("data") or {}):
+        if node.get("data_dir"):  # absolute, so that the checkpoint finds its data from anywhere
+            node["data_dir"] = str(Path(node["data_dir"]).expanduser().resolve())
     model.run_config = hparams
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
