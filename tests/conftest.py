@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -169,6 +170,40 @@ def fake_celeba(tmp_path, monkeypatch) -> Path:
     """A data_dir with tiny CelebA; torchvision's MD5 checks become existence checks."""
     monkeypatch.setattr("torchvision.datasets.celeba.check_integrity", _exists)
     return write_fake_celeba(tmp_path / "celeba_data")
+
+
+class StepWatcher(pl.Callback):
+    """Around every optimizer step: which networks' parameters it changed.
+
+    ``changed`` lists ``(player, {moved network names})`` per step; ``networks`` defaults to the
+    module's players (pass the network names when a player spans several networks).
+    """
+
+    def __init__(self, networks: Sequence[str] | None = None):
+        self.networks = networks
+        self.changed: list[tuple[str, set[str]]] = []
+
+    def on_train_start(self, trainer, pl_module):
+        networks = self.networks or pl_module.players
+
+        def params(net):
+            return [t.detach().clone() for t in getattr(pl_module, net).parameters()]
+
+        def moved(before, net):
+            current = getattr(pl_module, net).parameters()
+            return any(not torch.equal(a, b) for a, b in zip(before, current, strict=True))
+
+        for name, opt in zip(pl_module.players, trainer.optimizers, strict=True):
+            snapshot: dict[str, list[torch.Tensor]] = {}
+
+            def pre(optimizer, args, kwargs, snapshot=snapshot):
+                snapshot.update({net: params(net) for net in networks})
+
+            def post(optimizer, args, kwargs, name=name, snapshot=snapshot):
+                self.changed.append((name, {net for net in networks if moved(snapshot[net], net)}))
+
+            opt.register_step_pre_hook(pre)
+            opt.register_step_post_hook(post)
 
 
 def count_steps(model) -> dict[str, int]:

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import count_steps, quick_overrides
+from conftest import StepWatcher, count_steps, quick_overrides
 from ganzoo import losses
 from ganzoo.models import load_checkpoint
 from ganzoo.models.alphagan import PLAYER_NETWORKS, AlphaGAN
@@ -155,39 +155,6 @@ def test_gradient_penalty_needs_one_shape():
 # --- updates and schedules ------------------------------------------------------------------
 
 
-class NetworkWatcher(pl.Callback):
-    """Around every optimizer step: which networks' parameters changed."""
-
-    def __init__(self):
-        self.changed: list[tuple[str, set[str]]] = []
-
-    def on_train_start(self, trainer, pl_module):
-        for name, opt in zip(pl_module.players, trainer.optimizers, strict=True):
-            snapshot: dict[str, list[torch.Tensor]] = {}
-
-            def pre(optimizer, args, kwargs, snapshot=snapshot):
-                for net in NETWORKS:
-                    snapshot[net] = [
-                        t.detach().clone() for t in getattr(pl_module, net).parameters()
-                    ]
-
-            def post(optimizer, args, kwargs, name=name, snapshot=snapshot):
-                moved = {
-                    net
-                    for net in NETWORKS
-                    if any(
-                        not torch.equal(a, b)
-                        for a, b in zip(
-                            snapshot[net], getattr(pl_module, net).parameters(), strict=True
-                        )
-                    )
-                }
-                self.changed.append((name, moved))
-
-            opt.register_step_pre_hook(pre)
-            opt.register_step_post_hook(post)
-
-
 class StepCounter(pl.Callback):
     def on_train_start(self, trainer, pl_module):
         self.counts = count_steps(pl_module)
@@ -206,7 +173,7 @@ def test_each_update_changes_only_its_own_networks(variant, players, make_cfg):
     cfg = make_cfg(*RING, *quick_overrides(batches=1), *variant)
     dm, model, trainer = build_run(cfg)
     assert model.players == players
-    watcher = NetworkWatcher()
+    watcher = StepWatcher(NETWORKS)
     trainer.callbacks.append(watcher)
     trainer.fit(model, datamodule=dm)
     assert [name for name, _ in watcher.changed] == list(model.schedule)

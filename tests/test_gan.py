@@ -8,7 +8,7 @@ import torch
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import count_steps, quick_overrides
+from conftest import StepWatcher, count_steps, quick_overrides
 from ganzoo.models import GAN, load_checkpoint
 from ganzoo.train import build_run, train
 
@@ -19,41 +19,6 @@ RING = [
     "data.batch_size=32",
     "model.latent_dim=2",
 ]
-
-
-class StepWatcher(pl.Callback):
-    """Around every optimizer step: which players' parameters changed."""
-
-    def __init__(self):
-        self.changed: list[tuple[str, set[str]]] = []
-
-    def on_train_start(self, trainer, pl_module):
-        for name, opt in zip(pl_module.players, trainer.optimizers, strict=True):
-            snapshot = {}
-
-            def pre(optimizer, args, kwargs, snapshot=snapshot):
-                snapshot.update(
-                    {
-                        p: [t.detach().clone() for t in getattr(pl_module, p).parameters()]
-                        for p in pl_module.players
-                    }
-                )
-
-            def post(optimizer, args, kwargs, name=name, snapshot=snapshot):
-                moved = {
-                    p
-                    for p in pl_module.players
-                    if any(
-                        not torch.equal(a, b)
-                        for a, b in zip(
-                            snapshot[p], getattr(pl_module, p).parameters(), strict=True
-                        )
-                    )
-                }
-                self.changed.append((name, moved))
-
-            opt.register_step_pre_hook(pre)
-            opt.register_step_post_hook(post)
 
 
 @pytest.mark.parametrize("schedule", ["alternating", "simultaneous"])

@@ -12,7 +12,7 @@ from torch import nn
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import count_steps, quick_overrides
+from conftest import StepWatcher, count_steps, quick_overrides
 from ganzoo import losses
 from ganzoo.models.vaegan import VAEGAN, gated_step
 from ganzoo.nets.vaegan import (
@@ -297,30 +297,11 @@ def test_each_player_gets_exactly_the_gradient_of_its_own_loss():
             assert_close(got, w)
 
 
-class StepWatcher(pl.Callback):
-    """Records, for every optimizer step, which players' parameters it changed."""
-
-    def __init__(self):
-        self.steps: list[tuple[str, set[str]]] = []
-
-    def on_train_start(self, trainer, pl_module):
-        for name, opt in zip(pl_module.players, trainer.optimizers, strict=True):
-            opt.register_step_pre_hook(lambda o, a, k: self._before(pl_module))
-            opt.register_step_post_hook(lambda o, a, k, name=name: self._after(pl_module, name))
-
-    def _before(self, model):
-        self.snapshot = {p: params(model, p) for p in model.players}
-
-    def _after(self, model, name):
-        changed = {p for p in model.players if not same(self.snapshot[p], params(model, p))}
-        self.steps.append((name, changed))
-
-
 def test_each_optimizer_step_changes_only_its_own_players_parameters():
     model = tiny_model(opt="torch.optim.Adam", lr=1e-2)
     watcher = StepWatcher()
     fit(model, data(batches=2), batch_size=6, callbacks=[watcher])
-    assert watcher.steps == [(p, {p}) for p in PLAYERS] * 2
+    assert watcher.changed == [(p, {p}) for p in PLAYERS] * 2
 
 
 class CountSteps(pl.Callback):
