@@ -150,6 +150,8 @@ class AlphaGAN(GenerativeModel):
             )
         self.generator_reconstruction_weight = generator_reconstruction_weight
         self.latent_reconstruction_weight = latent_reconstruction_weight
+        #: Width of the data's value range; pixel errors are logged in units of it ([0, 1]).
+        self.pixel_range = 1.0
         self.fake_weight = fake_weight
         self.gradient_penalty_weight = gradient_penalty_weight
         for key, value in (
@@ -202,6 +204,9 @@ class AlphaGAN(GenerativeModel):
         datamodule = (
             getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         )
+        value_range = getattr(datamodule, "value_range", None)
+        if value_range is not None:
+            self.pixel_range = float(value_range[1]) - float(value_range[0])
         shape = getattr(datamodule, "shape", None)
         if stage != "fit" or shape is None:
             return
@@ -382,8 +387,8 @@ class AlphaGAN(GenerativeModel):
         self.log_dict(
             {
                 "train/l1": l1,
-                "train/recon_l1": (x - x_rec).abs().mean(),
-                "train/recon_mse": (x - x_rec).pow(2).mean(),
+                "train/recon_l1": (x - x_rec).abs().mean() / self.pixel_range,
+                "train/recon_mse": (x - x_rec).pow(2).mean() / self.pixel_range**2,
             }
         )
 
@@ -408,8 +413,8 @@ class AlphaGAN(GenerativeModel):
         x_gen = self.generate(self.prior.sample(x.shape[0]))
         self.log_dict(
             {
-                "val/recon_l1": (x - x_rec).abs().mean(),
-                "val/recon_mse": (x - x_rec).pow(2).mean(),
+                "val/recon_l1": (x - x_rec).abs().mean() / self.pixel_range,
+                "val/recon_mse": (x - x_rec).pow(2).mean() / self.pixel_range**2,
                 "val/d_real": _prob(self.discriminator(x)),
                 "val/d_recon": _prob(self.discriminator(x_rec)),
                 "val/d_sample": _prob(self.discriminator(x_gen)),
