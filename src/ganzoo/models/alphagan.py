@@ -100,6 +100,8 @@ class AlphaGAN(GenerativeModel):
         gradient_penalty_weight: WGAN-GP penalty weight on D and C (0: off).
         lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
+        ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
+            evaluation (``GenerativeModel.inference_network``); decay None is off.
     """
 
     has_encoder = True
@@ -124,6 +126,7 @@ class AlphaGAN(GenerativeModel):
         gradient_penalty_weight: float = 0.0,
         lr_scheduler: dict[str, Any] | None = None,
         num_fixed_samples: int = 64,
+        ema: dict[str, Any] | None = None,
     ):
         # Set before the base class checks model.optimizer against the players.
         self.players = JOINT_PLAYERS if joint_encoder_generator else SEPARATE_PLAYERS
@@ -134,6 +137,7 @@ class AlphaGAN(GenerativeModel):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             num_fixed_samples=num_fixed_samples,
+            ema=ema,
         )
         self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         self.schedule = _check_schedule(schedule, self.players)
@@ -427,8 +431,8 @@ class AlphaGAN(GenerativeModel):
     # --- inference --------------------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Tensor:
-        """``E(x)``: the deterministic code of ``x``."""
-        return self.encoder(x)
+        """``E(x)``: the deterministic code of ``x`` (E's moving average when enabled)."""
+        return self.inference_network("encoder")(x)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generate(z)
