@@ -160,6 +160,8 @@ def compose_job(cfg: DictConfig, family: str, seed: int, job_dir: Path) -> DictC
     train_cfg = hydra.compose(config_name="train", overrides=job_overrides(cfg.study, family, seed))
     with open_dict(train_cfg):
         train_cfg.task_name = family
+        train_cfg.paths.data_dir = cfg.paths.data_dir  # the study's paths serve every job
+        train_cfg.paths.cache_dir = cfg.paths.cache_dir
         train_cfg.paths.output_dir = str(job_dir)
         train_cfg.trainer.enable_progress_bar = False
         if train_cfg.get("logger") and "tensorboard" in train_cfg.logger:
