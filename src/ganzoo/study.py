@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -228,6 +229,10 @@ def evaluate_job(cfg: DictConfig, job_dir: Path) -> None:
         raise ValueError(f"no metric applies to {ckpt}: {report['skipped']}")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class StudyReport(Callback):
     """Hydra callback of a study: records the study's config before the jobs, and writes the
     report, prints its table and sets the exit status after them."""
@@ -259,8 +264,18 @@ class StudyReport(Callback):
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="study")
 @report_user_errors("ganzoo-study")
-def main(cfg: DictConfig) -> str:
+def _study(cfg: DictConfig) -> str:
     return run_job(cfg)
+
+
+def main() -> None:
+    """``ganzoo-study``. SIGTERM (a scheduler, ``kill``) stops the study as Ctrl-C does, so the
+    launcher ends its worker processes instead of leaving them running without a parent."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _study()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
