@@ -148,8 +148,12 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, monkeypatch, 
         "broken/seed_0 | - | - | - | ValueError: Invalid learning rate"
         in (d / "report.md").read_text()
     )
-    # ganzoo-report alone gives the same verdict.
+    # ganzoo-report alone gives the same verdict, and can write the report elsewhere.
     assert report_mod.main([str(d)]) == 1
+    assert report_mod.main([str(d), "--out", str(tmp_path / "published")]) == 1
+    assert "FAILED broken/seed_0" in capsys.readouterr().out
+    for name in ("report.md", "report.json", "report.csv", "metrics.png"):
+        assert (tmp_path / "published" / name).is_file()
 
 
 def test_report_of_a_directory_without_jobs_says_so(tmp_path, capsys):

@@ -132,7 +132,7 @@ class Report:
         out += self.table()
         for job in self.failed:
             out.append(f"FAILED {job.name}: {job.error}")
-        out += ["", f"Report:       {self.study_dir / 'report.md'}"]
+        out += [""] + [f"Report:       {p}" for p in self.files if p.suffix == ".md"]
         out += [f"Picture:      {p}" for p in self.files if p.suffix == ".png"]
         out.append(f"TensorBoard:  tensorboard --logdir {self.study_dir}")
         return "\n".join(out)
@@ -331,10 +331,12 @@ def plot_samples(report: Report, path: Path) -> Path | None:
     return path
 
 
-def write_report(study_dir: Path) -> Report:
-    """Build the report and write report.md, report.json, report.csv and the pictures."""
+def write_report(study_dir: Path, out: Path | None = None) -> Report:
+    """Build the report and write report.md, report.json, report.csv and the pictures into
+    ``out`` (default: the study directory)."""
     report = build_report(Path(study_dir))
-    d = report.study_dir
+    d = Path(out) if out is not None else report.study_dir
+    d.mkdir(parents=True, exist_ok=True)
     records = job_records(report)
     (d / "report.json").write_text(
         json.dumps(
@@ -401,9 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Write report.md/.json/.csv and pictures of a ganzoo-study directory.",
     )
     parser.add_argument("study_dir", type=Path, help="the study's directory (study.dir)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the report here (default: study_dir)"
+    )
     args = parser.parse_args(argv)
     try:
-        report = write_report(args.study_dir)
+        report = write_report(args.study_dir, args.out)
     except (FileNotFoundError, ValueError) as err:
         print(f"ganzoo-report: error: {err}", file=sys.stderr)
         return 2
