@@ -221,8 +221,10 @@ def median_job(report: Report, family: str) -> Job | None:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def read_curve(job_dir: Path, tag: str) -> list[tuple[int, float]]:
-    """``(step, value)`` of one scalar from the TensorBoard events directly in ``job_dir``."""
+def read_curve(job_dir: Path, tag: str) -> list[tuple[float, float]]:
+    """``(epochs completed, value)`` of one scalar from the TensorBoard events directly in
+    ``job_dir``. Steps count optimizer steps, which differ between families (two per batch for
+    a GAN, four for alpha-GAN), so the x axis is the epoch that Lightning logs beside it."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     quiet = logging.getLogger("tensorboard")
@@ -233,9 +235,14 @@ def read_curve(job_dir: Path, tag: str) -> list[tuple[int, float]]:
         acc.Reload()
     finally:
         quiet.setLevel(level)
-    if tag not in acc.Tags().get("scalars", []):
+    tags = acc.Tags().get("scalars", [])
+    if tag not in tags:
         return []
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
+    epoch_at = {e.step: e.value for e in acc.Scalars("epoch")} if "epoch" in tags else {}
+    return [
+        (epoch_at[e.step] + 1 if e.step in epoch_at else i + 1, e.value)
+        for i, e in enumerate(acc.Scalars(tag))
+    ]
 
 
 def plot_metrics(report: Report, path: Path) -> Path | None:
@@ -295,7 +302,7 @@ def plot_curves(report: Report, path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel("training step")
+    ax.set_xlabel("epochs")
     ax.set_ylabel(tag)
     ax.legend(fontsize=8)
     ax.set_title(f"{tag}, every job", fontsize=9)
