@@ -99,6 +99,10 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
     )
     for picture in ("metrics.png", "curves.png", "samples.png"):
         assert (d / picture).stat().st_size > 0
+    # The ceiling row: training points scored as samples cover every mode.
+    reference = json.loads((d / "reference" / "metrics.json").read_text())["metrics"]
+    assert reference["modes"]["value"] == 8
+    assert "| real data (training items as samples) | 8 |" in (d / "report.md").read_text()
 
     # Again: every job is complete, nothing trains.
     fits.clear()

@@ -28,6 +28,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 METRICS_FILE, ERROR_FILE, STUDY_FILE = "metrics.json", "error.txt", "study.yaml"
+#: ``ganzoo-study``'s real-data row: training items scored as samples (``study.reference``).
+REFERENCE_DIR = "reference"
 #: Protocol entries too long for a table cell (kept in report.json).
 BULKY = {"sigmas", "sigma_mean_ll", "value", "seconds"}
 
@@ -53,7 +55,7 @@ class Job:
 def find_jobs(study_dir: Path) -> list[Job]:
     """Every ``<family>/seed_<n>`` directory of the study with a result or an error."""
     jobs = []
-    for seed_dir in sorted(study_dir.glob("*/seed_*")):
+    for seed_dir in sorted(study_dir.glob("*/seed_*")):  # reference/ is not a family
         suffix = seed_dir.name.removeprefix("seed_")
         if not seed_dir.is_dir() or not suffix.isdigit():
             continue
@@ -99,6 +101,7 @@ class Report:
     columns: dict[str, str]  # metric -> "max" | "min"
     rows: dict[str, dict[str, tuple[float, float | None, int]]]  # family -> metric -> stats
     best: dict[str, str]  # metric -> family
+    reference: dict[str, float] = field(default_factory=dict)  # real data's value per metric
     files: list[Path] = field(default_factory=list)
 
     @property
@@ -121,6 +124,9 @@ class Report:
         ]
         for family in self.rows:
             lines.append(f"| {family} | " + " | ".join(self.cell(family, c) for c in cols) + " |")
+        if self.reference:
+            values = [fmt(self.reference.get(c)) for c in cols]
+            lines.append("| real data (training items as samples) | " + " | ".join(values) + " |")
         for ref in self.study.get("references") or []:
             values = [fmt(ref[c]) if c in ref else "" for c in cols]
             lines.append(f"| {ref['name']} (published) | " + " | ".join(values) + " |")
@@ -171,7 +177,17 @@ def build_report(study_dir: Path) -> Report:
         scored = [(m, f) for m, f in scored if not math.isnan(m)]
         if scored:
             best[metric] = (max if direction == "max" else min)(scored)[1]
-    return Report(study_dir, study, jobs, columns, rows, best)
+    reference = {}
+    try:
+        measured = json.loads((study_dir / REFERENCE_DIR / METRICS_FILE).read_text())["metrics"]
+        reference = {
+            m: float(measured[m]["value"])
+            for m in columns
+            if m in measured and isinstance(measured[m].get("value"), (int, float))
+        }
+    except (OSError, ValueError, KeyError):
+        pass
+    return Report(study_dir, study, jobs, columns, rows, best, reference)
 
 
 def protocol_lines(report: Report) -> list[str]:
@@ -386,7 +402,9 @@ def markdown(report: Report) -> str:
     done = [j for j in report.jobs if not j.error]
     lines += [
         f"{len(done)} of {len(report.jobs)} jobs finished. Each cell: mean +- sample std (number "
-        "of seeds) over the finished jobs; the best mean of each column in bold.",
+        "of seeds) over the finished jobs; the best mean of each column in bold. The row `real "
+        "data` scores training items drawn at random as if they were samples, with the same "
+        "metrics: each column's ceiling.",
         "",
     ]
     lines += report.table() + [""]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -44,6 +45,8 @@ from ganzoo.config import config_dir, report_user_errors
 METRICS_FILE, ERROR_FILE, CONFIG_FILE, LOG_FILE = "metrics.json", "error.txt", "job.yaml", "job.log"
 #: The study's resolved config, written into the study directory (read by ``ganzoo-report``).
 STUDY_FILE = "study.yaml"
+#: Where the metrics of real training data (the report's ceiling row) go in a study directory.
+REFERENCE_DIR = "reference"
 #: Keys of a job's train config that do not change what is trained (excluded from the
 #: comparison that protects a resumed job from running under another config).
 NOT_COMPARED = ("paths", "hydra", "ckpt_path", "callbacks", "logger")
@@ -175,8 +178,6 @@ def compose_job(cfg: DictConfig, family: str, seed: int, job_dir: Path) -> DictC
 def run_job(cfg: DictConfig) -> str:
     """Hydra task function: train and evaluate one job; returns ``done``, ``skipped`` or
     ``failed`` (and writes ``error.txt``); never raises, except on Ctrl-C."""
-    import torch
-
     family, seed = parse_job(cfg.job)
     job_dir = Path(HydraConfig.get().runtime.output_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +234,67 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+class TrainingSamples(torch.nn.Module):
+    """Training items drawn at random, in the place of a model's samples: scored against the
+    held-out split with the same metrics, they show each column's ceiling (the report's row
+    ``real data``)."""
+
+    has_encoder = False
+
+    def __init__(self, datamodule: Any):
+        super().__init__()
+        self.data = datamodule.train_set
+        self.register_buffer("anchor", torch.zeros(()))
+
+    @property
+    def device(self) -> torch.device:
+        return self.anchor.device
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        from ganzoo.models.base import GenerativeModel
+
+        idx = torch.randint(len(self.data), (n,), generator=generator, device=self.device)
+        items = [GenerativeModel.inputs(self.data[int(i)]) for i in idx]
+        return torch.stack([torch.as_tensor(x) for x in items]).to(self.device)
+
+
+def evaluate_reference(cfg: DictConfig) -> Path:
+    """``<study.dir>/reference/metrics.json``: the study's metrics of training data taken as
+    samples (the first family's data and the study's evaluation settings)."""
+    from hydra.utils import instantiate
+
+    from ganzoo.metrics.suite import EvalContext, run_metrics
+
+    out = Path(cfg.study.dir) / REFERENCE_DIR
+    family = next(iter(cfg.study.families))
+    train_cfg = compose_job(cfg, family, int(cfg.study.seeds[0]), out)
+    eval_cfg = hydra.compose(
+        config_name="eval", overrides=["ckpt_path=none", *(cfg.study.get("eval") or [])]
+    )
+    with open_dict(eval_cfg):
+        eval_cfg.paths.cache_dir = cfg.paths.cache_dir
+    datamodule = instantiate(train_cfg.data)
+    datamodule.setup("fit")
+    ctx = EvalContext(
+        TrainingSamples(datamodule),
+        datamodule,
+        split=eval_cfg.split,
+        seed=eval_cfg.seed,
+        batch_size=eval_cfg.batch_size,
+    )
+    results, skipped = run_metrics(instantiate(eval_cfg.metrics) or {}, ctx)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "what": "training items drawn at random (seeded) in the place of samples",
+        "data": OmegaConf.to_container(train_cfg.data, resolve=True),
+        "metrics": results,
+        "skipped": skipped,
+    }
+    (out / METRICS_FILE).write_text(json.dumps(record, indent=2))
+    return out / METRICS_FILE
+
+
 class StudyReport(Callback):
     """Hydra callback of a study: records the study's config before the jobs, and writes the
     report, prints its table and sets the exit status after them."""
@@ -251,6 +313,11 @@ class StudyReport(Callback):
         from ganzoo.report import write_report
 
         study_dir = Path(config.study.dir)
+        if config.study.get("reference") and not is_complete(study_dir / REFERENCE_DIR):
+            try:
+                evaluate_reference(config)
+            except Exception as err:  # the study's own results stand without it
+                print(f"ganzoo-study: the real-data reference row failed: {err!r}", flush=True)
         try:
             report = write_report(study_dir)
         except Exception as err:  # Hydra would turn it into a warning and exit 0
