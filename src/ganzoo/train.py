@@ -4,21 +4,47 @@ ganzoo-train experiment=gan_ring
 ganzoo-train experiment=goodfellow2014_mnist paths.data_dir=../shared/data
 ganzoo-train -m experiment=gan_ring seed=0,1,2
 ganzoo-train experiment=gan_ring ckpt_path=<run>/checkpoints/last.ckpt   # resume
+
+A run that stops early raises out of :func:`train` (a study sees a failed job):
+:class:`~ganzoo.callbacks.guards.Preempted` on SIGTERM or Ctrl-C, after finishing the current
+batch and writing ``checkpoints/interrupted.ckpt``; :class:`~ganzoo.callbacks.guards.Diverged` on
+a non-finite loss or parameter. ``ganzoo-train`` prints one line for either (where the checkpoint
+is and the command that resumes it) and exits with 143 (SIGTERM), 130 (Ctrl-C) or 3 (diverged).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from ganzoo.callbacks.guards import (
+    AtomicCheckpointIO,
+    CheckpointOnException,
+    Diverged,
+    Preempted,
+    TrainingStopped,
+    batch_position,
+    signal_name,
+)
 from ganzoo.config import config_dir, report_user_errors
+from ganzoo.models import read_checkpoint
 
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -31,6 +57,8 @@ def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModu
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     return datamodule, model, trainer
 
 
@@ -52,7 +80,15 @@ def check_compatible(model: pl.LightningModule, datamodule: pl.LightningDataModu
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train one run; returns the final logged metrics as floats."""
+    """Train one run; returns the final logged metrics as floats.
+
+    Raises :class:`~ganzoo.callbacks.guards.Preempted` or :class:`~ganzoo.callbacks.guards.Diverged`
+    when the run stops early (signal handlers are restored on the way out, so ``train`` can be
+    called again in the same process).
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and ckpt_path not in ("last", "hpc", "best"):
+        check_resumable(ckpt_path, cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build_run(cfg)
@@ -64,11 +100,91 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.run_config = hparams
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with stop_on_signals(trainer) as received:
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            raise preempted(cfg, trainer, received[0] if received else signal.SIGTERM) from None
+        except SystemExit:  # Lightning's answer to a second Ctrl-C: sys.exit(1)
+            if signal.SIGINT in received:
+                raise preempted(cfg, trainer, signal.SIGINT) from None
+            raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.global_rank == 0:
         print(summary(cfg, trainer, metrics))
     return metrics
+
+
+def check_resumable(ckpt_path: str, cfg: DictConfig) -> None:
+    """Stop before building anything when ``ckpt_path`` cannot resume this run's model."""
+    meta = read_checkpoint(ckpt_path)["ganzoo"]
+    target = str(OmegaConf.select(cfg, "model._target_") or "")
+    family = target.rsplit(".", 1)[-1]
+    if family and meta["family"] != family:
+        raise ValueError(
+            f"ckpt_path={ckpt_path} holds a {meta['family']} model but this run's model is a "
+            f"{family} ({target}): resume it with the config it was trained with"
+        )
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: pl.Trainer) -> Iterator[list[int]]:
+    """While fitting, SIGTERM and SIGINT (Ctrl-C) finish the current batch and stop training.
+
+    Lightning stops on SIGTERM at the end of the batch (under DDP, every rank at the next batch);
+    Ctrl-C is routed the same way. A second Ctrl-C interrupts at once. Yields the signals received.
+    The previous handlers are back when the block ends.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
+            raise KeyboardInterrupt
+        trainer._signal_connector.received_sigterm = True  # Lightning's own stop-after-batch flag
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def preempted(cfg: DictConfig, trainer: pl.Trainer, signum: int) -> Preempted:
+    """The exception (one line: where the checkpoint is, how to resume) for a stop by ``signum``."""
+    saver = next((c for c in trainer.callbacks if isinstance(c, CheckpointOnException)), None)
+    where = f"stopped by {signal_name(signum)} after {batch_position(trainer)}"
+    if saver is None or saver.saved is None:
+        return Preempted(f"{where}; no checkpoint was written", signum, None)
+    exact = "" if saver.exact else " (written mid-batch: resumes, but not exactly)"
+    return Preempted(
+        f"{where}; checkpoint {saver.saved}{exact}; resume with: "
+        f"{resume_command(cfg, saver.saved)}",
+        signum,
+        saver.saved,
+    )
+
+
+def resume_command(cfg: DictConfig, checkpoint: Path) -> str:
+    """The ``ganzoo-train`` command line of this run, resuming from ``checkpoint`` in its own
+    directory."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not composed by Hydra's app: the caller's config is the run
+        overrides = []
+    keep = [o for o in overrides if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
+    args = [
+        *keep,
+        f"ckpt_path={checkpoint}",
+        f"hydra.run.dir={Path(cfg.paths.output_dir).resolve()}",
+    ]
+    return " ".join(["ganzoo-train", *map(shlex.quote, args)])
 
 
 def summary(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float]) -> str:
@@ -107,7 +223,20 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 @report_user_errors("ganzoo-train")
 def main(cfg: DictConfig) -> Any:
-    return objective(cfg, train(cfg))
+    try:
+        return objective(cfg, train(cfg))
+    except TrainingStopped as stop:
+        print(f"ganzoo-train: {stop}", file=sys.stderr, flush=True)
+        if isinstance(stop, Diverged) and _multirun() and cfg.get("optimized_metric"):
+            return float("inf")  # the sweep goes on; this job's objective is the worst there is
+        raise SystemExit(stop.exit_code) from None
+
+
+def _multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":
