@@ -86,6 +86,7 @@ FAMILIES = {
         "model.generator.batch_norm=false",
         "model/loss=alphagan_wasserstein",
         "model.gradient_penalty_weight=10",
+        "model.fake_weight=0.5",
     ],
 }
 
