@@ -4,6 +4,7 @@ training alone, atomic checkpoints and one-line errors for bad checkpoint files.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -210,7 +211,7 @@ def test_sigterm_finishes_the_batch_exits_143_and_the_printed_command_resumes_ex
     assert len(lines) == 1, killed.stderr
     saved = run / "checkpoints" / "interrupted.ckpt"
     assert f"checkpoint {saved}" in lines[0] and "by SIGTERM after epoch 2, batch 4" in lines[0]
-    command = lines[0].split("resume with: ", 1)[1].split()
+    command = shlex.split(lines[0].split("resume with: ", 1)[1])
     assert command[0] == "ganzoo-train" and f"ckpt_path={saved}" in command
     assert checkpoint(saved)["ganzoo"]["batches_seen"] == 6 + 4
 

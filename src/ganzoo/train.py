@@ -41,6 +41,7 @@ from ganzoo.callbacks.guards import (
     Preempted,
     TrainingStopped,
     batch_position,
+    last_checkpoint,
     signal_name,
 )
 from ganzoo.config import config_dir, report_user_errors
@@ -191,9 +192,9 @@ def summary(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float]) -> 
     """Where the run's files are, how to look at them, and its validation figures."""
     out = Path(cfg.paths.output_dir)
     lines = ["", f"Run directory:   {out}"]
-    ckpt = trainer.checkpoint_callback
-    if ckpt is not None and ckpt.last_model_path:
-        lines.append(f"Checkpoint:      {ckpt.last_model_path}")
+    ckpt = last_checkpoint(trainer)
+    if ckpt:
+        lines.append(f"Checkpoint:      {ckpt}")
     for lg in trainer.loggers:
         if lg.log_dir:
             lines.append(f"TensorBoard:     tensorboard --logdir {lg.log_dir}")
