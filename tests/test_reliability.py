@@ -244,6 +244,45 @@ def test_ctrl_c_stops_train_with_an_exception_and_restores_the_handlers(make_cfg
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_slurm_requeue_signal_finishes_the_batch_requeues_and_the_job_resumes_by_itself(
+    make_cfg, tmp_path, monkeypatch
+):
+    """Lightning's SLURM auto-requeue, on a batch boundary: SIGUSR1 writes hpc_ckpt_1.ckpt and
+    calls scontrol; the requeued job (same directory, no ckpt_path) resumes from it exactly."""
+    for key, value in {
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_NAME": "ganzoo",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NODELIST": "localhost",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+    }.items():
+        monkeypatch.setenv(key, value)
+    requeued = []
+    monkeypatch.setattr("ganzoo.train.requeue_slurm_job", lambda job: requeued.append(job) or 0)
+    common = [*RING, STATEFUL, *FAMILIES["gan_alternating"], "trainer.max_epochs=2"]
+    train(make_cfg(*common, output_dir=tmp_path / "straight"))
+
+    usr1 = [
+        "+callbacks.kill._target_=reliability_probes.SignalAt",
+        "+callbacks.kill.epoch=1",
+        "+callbacks.kill.batch=1",
+        "+callbacks.kill.signal=SIGUSR1",
+    ]
+    with pytest.raises(Preempted, match="SLURM requeue.*job 4242 requeued") as stop:
+        train(make_cfg(*common, *usr1, output_dir=tmp_path / "job"))
+    assert requeued == ["4242"] and stop.value.exit_code == 128 + signal.SIGUSR1
+    hpc = tmp_path / "job" / "hpc_ckpt_1.ckpt"
+    assert stop.value.checkpoint == hpc and checkpoint(hpc)["ganzoo"]["batches_seen"] == 6 + 2
+
+    train(make_cfg(*common, output_dir=tmp_path / "job"))  # the requeued job: same directory
+    assert_same_training_state(
+        tmp_path / "straight" / "checkpoints" / "last.ckpt",
+        tmp_path / "job" / "checkpoints" / "last.ckpt",
+    )
+
+
 # --- divergence -----------------------------------------------------------------------------
 
 
@@ -458,3 +497,54 @@ def test_resuming_a_checkpoint_of_another_family_is_refused(bad_checkpoints, mak
     cfg = make_cfg(*RING, *FAMILIES["vaegan"], f"ckpt_path={path}")
     with pytest.raises(ValueError, match="holds a GAN model but this run's model is a VAEGAN"):
         train(cfg)
+
+
+# --- DDP: two CPU processes (gloo) ------------------------------------------------------------
+
+DDP = [
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+]
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        "vaegan_gate",
+        pytest.param("gan_simultaneous", marks=pytest.mark.slow),
+        pytest.param("alphagan_separate", marks=pytest.mark.slow),
+    ],
+)
+def test_ddp_trains_every_family_with_per_rank_noise_and_a_loadable_checkpoint(family, tmp_path):
+    run = tmp_path / "run"
+    noise = [
+        "+callbacks.noise._target_=reliability_probes.RecordNoise",
+        f"+callbacks.noise.dirpath={run / 'noise'}",
+    ]
+    done = ganzoo(
+        "ganzoo.train",
+        *RING,
+        *FAMILIES[family],
+        *DDP,
+        *noise,
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    z = [torch.load(run / "noise" / f"noise_rank{r}.pt") for r in (0, 1)]
+    assert not torch.equal(z[0], z[1]), "both ranks drew the same noise"
+    last = run / "checkpoints" / "last.ckpt"
+    assert len(checkpoint(last)["ganzoo"]["rng"]) == 2  # one random state per rank
+
+    evaluated = ganzoo(
+        "ganzoo.evaluate",
+        f"ckpt_path={last}",
+        f"out={tmp_path / 'eval'}",
+        "device=cpu",
+        cwd=tmp_path,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert (tmp_path / "eval" / "metrics.json").is_file()

@@ -10,14 +10,22 @@ A run that stops early raises out of :func:`train` (a study sees a failed job):
 batch and writing ``checkpoints/interrupted.ckpt``; :class:`~ganzoo.callbacks.guards.Diverged` on
 a non-finite loss or parameter. ``ganzoo-train`` prints one line for either (where the checkpoint
 is and the command that resumes it) and exits with 143 (SIGTERM), 130 (Ctrl-C) or 3 (diverged).
+
+On SLURM, Lightning's auto-requeue is used with one change: its requeue signal (SIGUSR1; ask for
+it with ``#SBATCH --signal=SIGUSR1@120``) also finishes the current batch first. The checkpoint
+then becomes ``<run>/hpc_ckpt_<n>.ckpt``, the job is requeued with ``scontrol requeue``, and the
+requeued job (same job id, so the same run directory when ``hydra.run.dir`` names it) resumes
+from it by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -30,6 +38,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -105,7 +114,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         except SIGTERMException:
-            raise preempted(cfg, trainer, received[0] if received else signal.SIGTERM) from None
+            signum = received[0] if received else signal.SIGTERM
+            if signum == slurm_requeue_signal(trainer):
+                raise requeued(trainer, signum) from None
+            raise preempted(cfg, trainer, signum) from None
         except SystemExit:  # Lightning's answer to a second Ctrl-C: sys.exit(1)
             if signal.SIGINT in received:
                 raise preempted(cfg, trainer, signal.SIGINT) from None
@@ -128,13 +140,23 @@ def check_resumable(ckpt_path: str, cfg: DictConfig) -> None:
         )
 
 
+def slurm_requeue_signal(trainer: pl.Trainer) -> int | None:
+    """The signal on which Lightning requeues a SLURM job (None: not on SLURM, or auto-requeue off)."""
+    env = trainer._accelerator_connector.cluster_environment  # what Lightning's own handler reads
+    if isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal is not None:
+        return int(env.requeue_signal)
+    return None
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: pl.Trainer) -> Iterator[list[int]]:
-    """While fitting, SIGTERM and SIGINT (Ctrl-C) finish the current batch and stop training.
+    """While fitting, SIGTERM, SIGINT (Ctrl-C) and SLURM's requeue signal finish the current batch
+    and stop training.
 
     Lightning stops on SIGTERM at the end of the batch (under DDP, every rank at the next batch);
-    Ctrl-C is routed the same way. A second Ctrl-C interrupts at once. Yields the signals received.
-    The previous handlers are back when the block ends.
+    the other two are routed the same way (a handler here keeps Lightning from installing its own
+    requeue handler, which saves in the middle of a batch). A second Ctrl-C interrupts at once.
+    Yields the signals received. The previous handlers are back when the block ends.
     """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -147,7 +169,10 @@ def stop_on_signals(trainer: pl.Trainer) -> Iterator[list[int]]:
             raise KeyboardInterrupt
         trainer._signal_connector.received_sigterm = True  # Lightning's own stop-after-batch flag
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    signums = [signal.SIGTERM, signal.SIGINT]
+    if (requeue := slurm_requeue_signal(trainer)) is not None:
+        signums.append(requeue)
+    previous = {s: signal.getsignal(s) for s in signums}
     for s in previous:
         signal.signal(s, handler)
     try:
@@ -155,6 +180,37 @@ def stop_on_signals(trainer: pl.Trainer) -> Iterator[list[int]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def requeued(trainer: pl.Trainer, signum: int) -> Preempted:
+    """SLURM asked to requeue: the checkpoint becomes the one Lightning resumes from by itself
+    (``<default_root_dir>/hpc_ckpt_<n>.ckpt``), then ``scontrol requeue`` (rank 0 only)."""
+    saver = next((c for c in trainer.callbacks if isinstance(c, CheckpointOnException)), None)
+    saved = saver.saved if saver is not None else None
+    where = f"stopped by {signal_name(signum)} (SLURM requeue) after {batch_position(trainer)}"
+    if trainer.global_rank != 0:
+        return Preempted(where, signum, saved)
+    if saved is not None:
+        hpc = Path(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+        os.replace(saved, hpc)
+        saved = hpc.resolve()
+    job = os.environ.get("SLURM_JOB_ID", "")
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    status = requeue_slurm_job(job)
+    outcome = (
+        f"job {job} requeued; it resumes from it by itself"
+        if status == 0
+        else f"'scontrol requeue {job}' failed ({status}): resume with ckpt_path={saved}"
+    )
+    return Preempted(f"{where}; checkpoint {saved}; {outcome}", signum, saved)
+
+
+def requeue_slurm_job(job: str) -> int:
+    try:
+        return subprocess.call(["scontrol", "requeue", job])
+    except FileNotFoundError:
+        return 127
 
 
 def preempted(cfg: DictConfig, trainer: pl.Trainer, signum: int) -> Preempted:
