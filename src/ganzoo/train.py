@@ -40,6 +40,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -283,7 +284,8 @@ def main(cfg: DictConfig) -> Any:
     try:
         return objective(cfg, train(cfg))
     except TrainingStopped as stop:
-        print(f"ganzoo-train: {stop}", file=sys.stderr, flush=True)
+        if rank_zero_only.rank == 0:  # one line, not one per DDP rank
+            print(f"ganzoo-train: {stop}", file=sys.stderr, flush=True)
         if isinstance(stop, Diverged) and _multirun() and cfg.get("optimized_metric"):
             return float("inf")  # the sweep goes on; this job's objective is the worst there is
         raise SystemExit(stop.exit_code) from None

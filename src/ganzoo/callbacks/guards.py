@@ -18,7 +18,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 
 
 class TrainingStopped(Exception):
@@ -72,6 +72,21 @@ def batch_position(trainer: pl.Trainer) -> str:
     return f"epoch {trainer.current_epoch + 1}, batch {max(progress.ready, 1)}"
 
 
+class EpochCheckpoint(Checkpoint):
+    """Rewrite ``<dirpath>/<filename>.ckpt`` at the end of every training epoch.
+
+    A ``Checkpoint`` callback, so Lightning runs it after the other callbacks (the divergence
+    guard has checked the weights by then). Resumes exactly, like any end-of-epoch checkpoint.
+    """
+
+    def __init__(self, dirpath: str | Path, filename: str = "last"):
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+
+
 class CheckpointOnException(pl.Callback):
     """Save ``<dirpath>/<filename>.ckpt`` when training stops on an exception, SIGTERM or Ctrl-C.
 
@@ -107,7 +122,9 @@ class CheckpointOnException(pl.Callback):
         if batch_end and hasattr(pl_module, "end_batch"):
             pl_module.end_batch()  # the module's on_train_batch_end did not run yet
         trainer.save_checkpoint(self.path)
-        self.saved, self.exact = self.path.resolve(), between or batch_end
+        # Stopped inside validation: its draws so far are not in the checkpoint's account.
+        exact = (between or batch_end) and not trainer.validating
+        self.saved, self.exact = self.path.resolve(), exact
 
 
 class DivergenceGuard(pl.Callback):
@@ -115,8 +132,9 @@ class DivergenceGuard(pl.Callback):
     epoch and the batch, and the last good checkpoint.
 
     Checked at the end of every ``every_n_batches``-th batch and of the last batch of each epoch
-    (so before any end-of-epoch checkpoint): one read on the host per check. The losses are those
-    each player stepped on (``GenerativeModel.batch_losses``); the parameters, each player's.
+    (so before any end-of-epoch checkpoint): one read on the host per check (under DDP, plus one
+    all-reduce of the verdict). The losses are those each player stepped on
+    (``GenerativeModel.batch_losses``); the parameters, each player's.
     """
 
     def __init__(self, every_n_batches: int = 1, check_parameters: bool = True):
@@ -143,7 +161,9 @@ class DivergenceGuard(pl.Callback):
                 params = [p.detach() for p in pl_module.player_parameters(player)]
                 norms[player] = torch.nn.utils.get_total_norm(params, foreach=None)
             flags += [torch.isfinite(n) for n in norms.values()]
-        if not flags or bool(torch.stack(flags).all()):
+        finite = not flags or bool(torch.stack(flags).all())
+        # Under DDP every rank stops together, whichever rank saw it.
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
         raise Diverged(self.message(trainer, pl_module, losses, norms))
 
@@ -182,6 +202,8 @@ def last_checkpoint(trainer: pl.Trainer) -> str | None:
     for cb in trainer.checkpoint_callbacks:
         if isinstance(cb, ModelCheckpoint):
             found += [p for p in (cb.last_model_path, cb.best_model_path) if p]
+        elif isinstance(cb, EpochCheckpoint):
+            found.append(str(cb.path))
     found = [p for p in found if Path(p).is_file()]
     if found:
         return str(Path(max(found, key=lambda p: Path(p).stat().st_mtime)).resolve())

@@ -204,8 +204,9 @@ class VAEGAN(GenerativeModel):
         }
 
     def gate(self, terms: dict[str, Tensor]) -> tuple[bool | None, bool | None]:
-        """The equilibrium gate, decided on the host once per batch: ``(d_open, dec_open)``, or
-        None where that side of the gate is off."""
+        """The equilibrium gate, decided on the host once per batch (under DDP, on the losses
+        averaged over the ranks, so that every rank takes the same steps): ``(d_open,
+        dec_open)``, or None where that side of the gate is off."""
         if self.gate_low is None and self.gate_high is None:
             return None, None
         real = losses.bce_real(terms["real_logits"].detach())
@@ -213,7 +214,11 @@ class VAEGAN(GenerativeModel):
         if self.discriminate_reconstructions:
             fakes.append(terms["recon_logits"])
         fake = losses.bce_fake(torch.cat(fakes).detach())
-        real, fake = torch.stack([real, fake]).tolist()  # the batch's one read on the host
+        both_losses = torch.stack([real, fake])
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Under DDP, one decision for all ranks: the gate of the global batch.
+            both_losses = self.trainer.strategy.reduce(both_losses, reduce_op="mean")
+        real, fake = both_losses.tolist()  # the batch's one read on the host
         low, high = min(real, fake), max(real, fake)
         d_shut = self.gate_low is not None and low < self.gate_low
         dec_shut = self.gate_high is not None and high > self.gate_high
