@@ -548,3 +548,32 @@ def test_ddp_trains_every_family_with_per_rank_noise_and_a_loadable_checkpoint(f
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_sigterm_resumes_bit_identical(tmp_path):
+    """Two CPU ranks, SIGTERM to rank 0 during batch 2 of epoch 2: both ranks stop after the
+    batch, the checkpoint holds both ranks' random states, and the resumed run ends as the
+    straight one (VAE/GAN with its gate, decided on the ranks' mean losses)."""
+    common = [*RING, STATEFUL, *FAMILIES["vaegan_gate"], *DDP[:3], "trainer.max_epochs=2"]
+    straight = ganzoo("ganzoo.train", *common, f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    run = tmp_path / "run"
+    kill = ["+callbacks.kill._target_=reliability_probes.SignalAt", "+callbacks.kill.epoch=1"]
+    killed = ganzoo(
+        "ganzoo.train",
+        *common,
+        *kill,
+        "+callbacks.kill.batch=1",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert killed.returncode == 143, killed.stderr[-3000:]
+    lines = [ln for ln in killed.stderr.splitlines() if ln.startswith("ganzoo-train: stopped")]
+    assert len(lines) == 1, killed.stderr[-3000:]
+    command = shlex.split(lines[0].split("resume with: ", 1)[1])
+    resumed = ganzoo("ganzoo.train", *command[1:], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_training_state(
+        tmp_path / "s" / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt"
+    )
