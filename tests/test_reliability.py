@@ -476,8 +476,8 @@ def test_load_checkpoint_names_the_file_and_what_is_wrong(kind, bad_checkpoints)
     ("module", "args"),
     [
         ("ganzoo.train", [*RING, *FAMILIES["gan_alternating"]]),
-        ("ganzoo.evaluate", []),
-        ("ganzoo.sample", ["mode=samples"]),
+        pytest.param("ganzoo.evaluate", [], marks=pytest.mark.slow),
+        pytest.param("ganzoo.sample", ["mode=samples"], marks=pytest.mark.slow),
     ],
 )
 def test_every_entry_point_gives_one_line_for_a_truncated_checkpoint(
