@@ -154,8 +154,8 @@ def test_goodfellow_resume_continues_epochs_momentum_and_lr_decay(make_cfg, tmp_
     for opt in trainer.optimizers:
         group = opt.param_groups[0]
         assert group["momentum"] == pytest.approx(
-            0.5 + 0.2 * 2 / 4
-        )  # set at the start of epoch index 2
+            0.5 + 0.2 * 3 / 4
+        )  # set at the start of the third epoch (1-based epoch 3)
         assert group["lr"] == pytest.approx(0.1 / 1.5**15)
         assert any(len(s) for s in opt.state.values()), "optimizer state was not restored"
 

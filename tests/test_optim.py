@@ -58,3 +58,19 @@ def test_momentum_schedule_is_linear_between_start_and_saturation():
     assert s.momentum(125.5) == pytest.approx(0.6)
     assert s.momentum(250) == pytest.approx(0.7)
     assert s.momentum(400) == pytest.approx(0.7)
+
+
+def test_momentum_ramp_follows_pylearn2_epoch_by_epoch():
+    """In 1-based epoch e, momentum 0.5 + 0.2 (e - 1) / 249 (pylearn2's MomentumAdjustor with
+    start=1, saturate=250, which also runs once before the first epoch)."""
+    from types import SimpleNamespace
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = VelocitySGD([p], lr=0.1, momentum=0.0)
+    module = SimpleNamespace(players=("discriminator",), log=lambda *a, **k: None)
+    schedule = MomentumSchedule(initial=0.5, final=0.7, start_epoch=1, saturate_epoch=250)
+    for epoch in (1, 2, 3, 125, 250, 251, 400):
+        trainer = SimpleNamespace(current_epoch=epoch - 1, optimizers=[opt])
+        schedule.on_train_epoch_start(trainer, module)
+        expected = 0.5 + 0.2 * min(epoch - 1, 249) / 249
+        assert opt.param_groups[0]["momentum"] == pytest.approx(expected, abs=1e-12)

@@ -78,11 +78,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ckpt_path = Path(cfg.ckpt_path)
     model = load_checkpoint(ckpt_path, map_location=device).to(device)
+    if cfg.get("ema") is not None:
+        model.use_ema = bool(cfg.ema)
     data = data_config(cfg, run_config_of(model, ckpt_path))
     datamodule = instantiate(data)
     ctx = EvalContext(model, datamodule, split=cfg.split, seed=cfg.seed, batch_size=cfg.batch_size)
     metrics = instantiate(cfg.metrics) or {}
     results, skipped = run_metrics(metrics, ctx)
+    ema = model.ema_settings()
+    for entry in results.values():  # which networks made the numbers: averaged or raw
+        entry["ema"] = ema
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     report = {
         "checkpoint": {

@@ -9,8 +9,11 @@ class MomentumSchedule(pl.Callback):
     """pylearn2's ``MomentumAdjustor``: momentum rises linearly with the epoch count.
 
     ``momentum(e) = initial + (final - initial) * clip((e - start_epoch) / (saturate_epoch - start_epoch), 0, 1)``
-    where ``e`` is the number of epochs completed. Set at the start of every epoch on every
-    optimizer (or only those of ``players``), so a resumed run continues the schedule exactly.
+    where ``e`` is the 1-based number of the epoch about to run. pylearn2 also calls the adjustor
+    once before the first epoch, so with its defaults (start 1, saturate 250) epoch ``e`` trains
+    with ``0.5 + 0.2 (e - 1) / 249``, reaching 0.7 in epoch 250 (REFERENCE.md section 1). Set at
+    the start of every epoch on every optimizer (or only those of ``players``), so a resumed run
+    continues the schedule exactly.
     """
 
     def __init__(
@@ -35,7 +38,7 @@ class MomentumSchedule(pl.Callback):
         return self.initial + (self.final - self.initial) * alpha
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value = self.momentum(trainer.current_epoch)
+        value = self.momentum(trainer.current_epoch + 1)
         players = getattr(pl_module, "players", ())
         for name, opt in zip(players, trainer.optimizers, strict=False):
             if self.players is not None and name not in self.players:

@@ -100,6 +100,8 @@ class AlphaGAN(GenerativeModel):
         gradient_penalty_weight: WGAN-GP penalty weight on D and C (0: off).
         lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
+        ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
+            evaluation (``GenerativeModel.inference_network``); decay None is off.
     """
 
     has_encoder = True
@@ -124,6 +126,7 @@ class AlphaGAN(GenerativeModel):
         gradient_penalty_weight: float = 0.0,
         lr_scheduler: dict[str, Any] | None = None,
         num_fixed_samples: int = 64,
+        ema: dict[str, Any] | None = None,
     ):
         # Set before the base class checks model.optimizer against the players.
         self.players = JOINT_PLAYERS if joint_encoder_generator else SEPARATE_PLAYERS
@@ -134,6 +137,7 @@ class AlphaGAN(GenerativeModel):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             num_fixed_samples=num_fixed_samples,
+            ema=ema,
         )
         self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         self.schedule = _check_schedule(schedule, self.players)
@@ -150,6 +154,8 @@ class AlphaGAN(GenerativeModel):
             )
         self.generator_reconstruction_weight = generator_reconstruction_weight
         self.latent_reconstruction_weight = latent_reconstruction_weight
+        #: Width of the data's value range; pixel errors are logged in units of it ([0, 1]).
+        self.pixel_range = 1.0
         self.fake_weight = fake_weight
         self.gradient_penalty_weight = gradient_penalty_weight
         for key, value in (
@@ -202,6 +208,9 @@ class AlphaGAN(GenerativeModel):
         datamodule = (
             getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         )
+        value_range = getattr(datamodule, "value_range", None)
+        if value_range is not None:
+            self.pixel_range = float(value_range[1]) - float(value_range[0])
         shape = getattr(datamodule, "shape", None)
         if stage != "fit" or shape is None:
             return
@@ -382,8 +391,8 @@ class AlphaGAN(GenerativeModel):
         self.log_dict(
             {
                 "train/l1": l1,
-                "train/recon_l1": (x - x_rec).abs().mean(),
-                "train/recon_mse": (x - x_rec).pow(2).mean(),
+                "train/recon_l1": (x - x_rec).abs().mean() / self.pixel_range,
+                "train/recon_mse": (x - x_rec).pow(2).mean() / self.pixel_range**2,
             }
         )
 
@@ -408,8 +417,8 @@ class AlphaGAN(GenerativeModel):
         x_gen = self.generate(self.prior.sample(x.shape[0]))
         self.log_dict(
             {
-                "val/recon_l1": (x - x_rec).abs().mean(),
-                "val/recon_mse": (x - x_rec).pow(2).mean(),
+                "val/recon_l1": (x - x_rec).abs().mean() / self.pixel_range,
+                "val/recon_mse": (x - x_rec).pow(2).mean() / self.pixel_range**2,
                 "val/d_real": _prob(self.discriminator(x)),
                 "val/d_recon": _prob(self.discriminator(x_rec)),
                 "val/d_sample": _prob(self.discriminator(x_gen)),
@@ -422,8 +431,8 @@ class AlphaGAN(GenerativeModel):
     # --- inference --------------------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Tensor:
-        """``E(x)``: the deterministic code of ``x``."""
-        return self.encoder(x)
+        """``E(x)``: the deterministic code of ``x`` (E's moving average when enabled)."""
+        return self.inference_network("encoder")(x)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generate(z)

@@ -116,6 +116,7 @@ class GenerativeModel(pl.LightningModule):
         optimizer: Mapping[str, Any],
         lr_scheduler: Mapping[str, Any] | None,
         num_fixed_samples: int,
+        ema: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -149,6 +150,20 @@ class GenerativeModel(pl.LightningModule):
         self.register_buffer("fixed_z", fixed)
         #: Training batches seen so far (schedules count batches, never ``global_step``).
         self.batches_seen = 0
+        ema = dict(plain(ema) or {})
+        unknown = sorted(set(ema) - {"decay", "start", "use"})
+        if unknown:
+            raise ValueError(f"model.ema has unknown keys {unknown}; it takes decay, start, use")
+        #: Exponential moving average of the generator (and encoder): decay (None: off), the
+        #: batch it starts at, and whether sampling and evaluation use it (``ema_settings``).
+        self.ema_decay: float | None = ema.get("decay")
+        self.ema_start = int(ema.get("start") or 0)
+        self.use_ema = bool(ema.get("use", True))
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"model.ema.decay must be in (0, 1) or null, got {self.ema_decay}")
+        if self.ema_start < 0:
+            raise ValueError(f"model.ema.start must be >= 0, got {self.ema_start}")
+        self.ema: nn.ModuleDict | None = None
         #: The run's resolved config (set by ``ganzoo-train``), saved in every checkpoint so that
         #: ``ganzoo-eval`` / ``ganzoo-sample`` can rebuild the run's data without its directory.
         self.run_config: dict[str, Any] | None = None
@@ -220,6 +235,9 @@ class GenerativeModel(pl.LightningModule):
         for sched in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):
             sched.step()
         self.batches_seen += 1
+        if self.ema is not None and self.batches_seen > self.ema_start:
+            for name, average in self.ema.items():
+                average.update_parameters(getattr(self, name))
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.end_batch()
@@ -240,6 +258,49 @@ class GenerativeModel(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         for player, opt in self.player_optimizers().items():
             self.log(f"train/lr_{player}", float(opt.param_groups[0]["lr"]))
+
+    # --- the moving average of the sampling networks ---------------------------------------
+
+    @property
+    def ema_networks(self) -> tuple[str, ...]:
+        """The networks averaged when ``model.ema.decay`` is set: G, and E for encoder families
+        (never D or C)."""
+        return ("generator", "encoder") if self.has_encoder else ("generator",)
+
+    def _attach_ema(self) -> None:
+        """Create the averaged copies (``torch.optim.swa_utils.AveragedModel``, buffers such as
+        batch-norm statistics averaged too) once the networks exist."""
+        if self.ema_decay is None or self.ema is not None:
+            return
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averages = {}
+        for name in self.ema_networks:
+            average = AveragedModel(
+                getattr(self, name),
+                multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay),
+                use_buffers=True,
+            )
+            average.requires_grad_(False)
+            averages[name] = average
+        self.ema = nn.ModuleDict(averages)
+
+    def on_fit_start(self) -> None:
+        self._attach_ema()
+
+    def inference_network(self, name: str) -> nn.Module:
+        """``name``'s network for sampling, grids and evaluation: its moving average once one
+        exists and ``model.ema.use`` is true, else the trained network itself."""
+        if self.ema is not None and self.use_ema and name in self.ema:
+            average = self.ema[name]
+            if int(average.n_averaged) > 0:
+                return average.module
+        return getattr(self, name)
+
+    def ema_settings(self) -> dict[str, Any]:
+        """What sampling uses, for every metric's protocol."""
+        used = self.inference_network("generator") is not self.generator
+        return {"decay": self.ema_decay, "start": self.ema_start, "used": used}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = rng_state()
@@ -271,6 +332,7 @@ class GenerativeModel(pl.LightningModule):
                 f"reads ({CHECKPOINT_FORMAT}): upgrade ganzoo"
             )
         self.batches_seen = int(saved.get("batches_seen", 0))
+        self._attach_ema()  # before the state dict, which holds the averages, is loaded
         self.run_config = saved.get("run_config")
         # Resuming a fit: this rank's random state, restored in on_fit_start. A different number
         # of ranks, or a format-1 checkpoint, resumes with fresh per-rank seeds (not exactly).
@@ -294,8 +356,8 @@ class GenerativeModel(pl.LightningModule):
         return self.generate(self.prior.sample(n, generator=generator))
 
     def generate(self, z: Tensor) -> Tensor:
-        """Decode latents: ``G(z)``."""
-        return self.generator(z)
+        """Decode latents: ``G(z)`` (G's moving average when enabled, see ``inference_network``)."""
+        return self.inference_network("generator")(z)
 
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError(

@@ -39,6 +39,8 @@ class GAN(GenerativeModel):
         d_loss_weight: factor on D's loss; Goodfellow's code uses 0.5.
         lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
+        ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
+            evaluation (``GenerativeModel.inference_network``); decay None is off.
     """
 
     players = ("discriminator", "generator")
@@ -56,6 +58,7 @@ class GAN(GenerativeModel):
         d_loss_weight: float = 1.0,
         lr_scheduler: dict[str, Any] | None = None,
         num_fixed_samples: int = 64,
+        ema: dict[str, Any] | None = None,
     ):
         super().__init__(
             latent_dim=latent_dim,
@@ -63,6 +66,7 @@ class GAN(GenerativeModel):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             num_fixed_samples=num_fixed_samples,
+            ema=ema,
         )
         self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         if schedule not in ("alternating", "simultaneous"):

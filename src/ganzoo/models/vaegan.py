@@ -78,6 +78,8 @@ class VAEGAN(GenerativeModel):
             its adversarial term (the decoder still follows ``gamma * L_llike``).
         lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
+        ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
+            evaluation (``GenerativeModel.inference_network``); decay None is off.
     """
 
     players = ("encoder", "generator", "discriminator")
@@ -102,6 +104,7 @@ class VAEGAN(GenerativeModel):
         gate_whole_decoder_step: bool = True,
         lr_scheduler: dict[str, Any] | None = None,
         num_fixed_samples: int = 64,
+        ema: dict[str, Any] | None = None,
     ):
         super().__init__(
             latent_dim=latent_dim,
@@ -109,6 +112,7 @@ class VAEGAN(GenerativeModel):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             num_fixed_samples=num_fixed_samples,
+            ema=ema,
         )
         self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         for key, value in (("gamma", gamma), ("beta", beta), ("kl_weight", kl_weight)):
@@ -167,12 +171,13 @@ class VAEGAN(GenerativeModel):
 
     def encode(self, x: Tensor) -> Tensor:
         """The posterior mean ``mu(x)``: a deterministic code, the one ``reconstruct`` decodes
-        (as the official code does at test time). :meth:`encode_sample` draws from q(z|x)."""
-        return self.posterior(x)[0]
+        (as the official code does at test time). :meth:`encode_sample` draws from q(z|x).
+        Uses the encoder's moving average when enabled (``inference_network``)."""
+        return self.inference_network("encoder")(x)[0]
 
     def encode_sample(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A reparameterised sample ``z ~ q(z|x)``."""
-        return self.reparameterize(*self.posterior(x), generator=generator)
+        return self.reparameterize(*self.inference_network("encoder")(x), generator=generator)
 
     # --- one forward pass: every term of every player's loss ------------------------------
 

@@ -1,0 +1,189 @@
+"""``ganzoo-study`` and ``ganzoo-report``: a small study end to end, resumed, extended and broken."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ganzoo import report as report_mod
+from ganzoo import study
+from ganzoo.config import config_dir
+
+# Two families x two seeds on a tiny ring, one short epoch each, jobs one after another in this
+# process (so that Trainer.fit can be counted).
+TINY = [
+    "study=ring",
+    "~study.families.vaegan",
+    "study.seeds=[0,1]",
+    "study.epochs=1",
+    'study.overrides=["data.num_train=300","data.num_val=50","callbacks.mode_coverage.num_samples=100"]',
+    'study.eval=["metrics.mode_statistics.num_samples=200"]',
+    "hydra/launcher=local",
+]
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """The job directories ``Trainer.fit`` was called for, in order."""
+    calls: list[str] = []
+    original = pl.Trainer.fit
+
+    def counting_fit(self, *args, **kwargs):
+        calls.append(
+            Path(self.default_root_dir)
+            .relative_to(Path(self.default_root_dir).parents[1])
+            .as_posix()
+        )
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "fit", counting_fit)
+    return calls
+
+
+def run_study(monkeypatch, *overrides: str) -> int:
+    """``ganzoo-study <overrides>`` in this process; its exit status."""
+    monkeypatch.setattr(sys, "argv", ["ganzoo-study", *overrides])
+    try:
+        study.main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def metric(job_dir: Path, name: str) -> float:
+    return float(json.loads((job_dir / "metrics.json").read_text())["metrics"][name]["value"])
+
+
+def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
+    tmp_path, monkeypatch, fits, capsys
+):
+    d = tmp_path / "study"
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
+    jobs = ["gan/seed_0", "gan/seed_1", "alphagan/seed_0", "alphagan/seed_1"]
+    assert fits == jobs
+    for job in jobs:
+        assert (d / job / "metrics.json").is_file()
+        assert (d / job / "checkpoints" / "last.ckpt").is_file()
+        assert not (d / job / "error.txt").exists()
+    printed = capsys.readouterr().out
+    assert "| family | modes | high_quality | reverse_kl |" in printed
+    assert f"tensorboard --logdir {d}" in printed
+
+    # The report's mean and sample std, computed by hand from the jobs' metrics.json.
+    table = json.loads((d / "report.json").read_text())["families"]
+    for family in ("gan", "alphagan"):
+        for name in ("modes", "high_quality", "reverse_kl"):
+            a, b = (metric(d / family / f"seed_{s}", name) for s in (0, 1))
+            mean, std = (a + b) / 2, abs(a - b) / math.sqrt(2)
+            stats = table[family][name]
+            assert stats["n"] == 2
+            if math.isfinite(mean):
+                assert stats["mean"] == pytest.approx(mean, rel=1e-12, abs=1e-12)
+                assert stats["std"] == pytest.approx(std, rel=1e-12, abs=1e-12)
+            else:
+                assert stats["mean"] == mean
+            text = f"{report_mod.fmt(mean)} +- {report_mod.fmt(stats['std'])} (2)"
+            assert text in (d / "report.md").read_text()
+    with open(d / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["family"], r["seed"]) for r in rows) == sorted(
+        (j.split("/")[0], j[-1]) for j in jobs
+    )
+    for picture in ("metrics.png", "curves.png", "samples.png"):
+        assert (d / picture).stat().st_size > 0
+
+    # Again: every job is complete, nothing trains.
+    fits.clear()
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
+    assert fits == []
+
+    # One job's metrics.json gone: only that job runs again.
+    (d / "gan" / "seed_1" / "metrics.json").unlink()
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
+    assert fits == ["gan/seed_1"]
+    assert (d / "gan" / "seed_1" / "metrics.json").is_file()
+
+    # A seed more: only the new jobs run, and the report has three seeds per family.
+    fits.clear()
+    more = [o if not o.startswith("study.seeds") else "study.seeds=[0,1,2]" for o in TINY]
+    assert run_study(monkeypatch, *more, f"study.dir={d}") == 0
+    assert fits == ["gan/seed_2", "alphagan/seed_2"]
+    table = json.loads((d / "report.json").read_text())["families"]
+    assert table["gan"]["modes"]["n"] == table["alphagan"]["modes"]["n"] == 3
+
+    # TensorBoard names each job's run <family>/seed_<n>.
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    runs = EventMultiplexer().AddRunsFromDirectory(str(d)).Runs()
+    assert set(runs) == {f"{f}/seed_{s}" for f in ("gan", "alphagan") for s in (0, 1, 2)}
+
+    # A changed training config is refused for an existing job instead of mixing results.
+    fits.clear()
+    changed = [*TINY, "study.epochs=2"]
+    assert run_study(monkeypatch, *changed, f"study.dir={d}") == 1
+    assert fits == []
+    assert "another config" in (d / "gan" / "seed_0" / "error.txt").read_text()
+
+
+def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, monkeypatch, fits, capsys):
+    d = tmp_path / "study"
+    broken = '+study.families.broken={experiment:gan_ring,overrides:["model.optimizer.generator.lr=-1.0"]}'
+    one_seed = [o if not o.startswith("study.seeds") else "study.seeds=[0]" for o in TINY]
+    status = run_study(monkeypatch, *one_seed, "~study.families.alphagan", broken, f"study.dir={d}")
+    assert status == 1
+    assert (d / "gan" / "seed_0" / "metrics.json").is_file()
+    error = (d / "broken" / "seed_0" / "error.txt").read_text()
+    assert error.splitlines()[0].startswith("ValueError: Invalid learning rate")
+    printed = capsys.readouterr().out
+    assert "FAILED broken/seed_0: ValueError: Invalid learning rate" in printed
+    assert (
+        "broken/seed_0 | - | - | - | ValueError: Invalid learning rate"
+        in (d / "report.md").read_text()
+    )
+    # ganzoo-report alone gives the same verdict, and can write the report elsewhere.
+    assert report_mod.main([str(d)]) == 1
+    assert report_mod.main([str(d), "--out", str(tmp_path / "published")]) == 1
+    assert "FAILED broken/seed_0" in capsys.readouterr().out
+    for name in ("report.md", "report.json", "report.csv", "metrics.png"):
+        assert (tmp_path / "published" / name).is_file()
+
+
+def test_report_of_a_directory_without_jobs_says_so(tmp_path, capsys):
+    assert report_mod.main([str(tmp_path)]) == 2
+    assert "holds no <family>/seed_<n> job directories" in capsys.readouterr().err
+
+
+def test_seeds_must_be_a_list():
+    with pytest.raises(ValueError, match=r"study.seeds=\[0,1,2\]"):
+        study.job_names({"gan": {}}, 0)
+
+
+STUDIES = sorted(p.stem for p in (Path(config_dir()) / "study").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_shipped_study_composes_with_its_jobs(name):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("study", overrides=[f"study={name}"], return_hydra_config=True)
+        jobs = str(cfg.hydra.sweeper.params.job).split(",")
+        assert len(jobs) == len(cfg.study.families) * len(cfg.study.seeds)
+        seed = cfg.study.seeds[-1]
+        for family in cfg.study.families:  # the seed changes nothing else: one job per family
+            assert f"{family}/seed_{seed}" in jobs
+            train_cfg = compose("train", overrides=study.job_overrides(cfg.study, family, seed))
+            assert train_cfg.seed == seed
+            OmegaConf.resolve(train_cfg.model)
+            if name == "stacked_mnist":
+                assert train_cfg.data._target_.endswith("StackedMNISTDataModule")
+                assert train_cfg.data.channels == 3
+        assert set(cfg.study.metrics) and all(
+            v in ("max", "min") for v in cfg.study.metrics.values()
+        )
