@@ -243,6 +243,7 @@ class GenerativeModel(pl.LightningModule):
         self.end_batch()
 
     def on_fit_start(self) -> None:
+        self._attach_ema()
         # Last hook before the training loop draws anything: a resumed fit continues the saved
         # random streams; a new one seeds this rank's (callbacks' on_fit_start ran before).
         if self._rng_to_restore is not None:
@@ -284,9 +285,6 @@ class GenerativeModel(pl.LightningModule):
             average.requires_grad_(False)
             averages[name] = average
         self.ema = nn.ModuleDict(averages)
-
-    def on_fit_start(self) -> None:
-        self._attach_ema()
 
     def inference_network(self, name: str) -> nn.Module:
         """``name``'s network for sampling, grids and evaluation: its moving average once one
