@@ -58,6 +58,7 @@ ALPHAGAN = [
     "model.discriminator.hidden=[16,16]",
     "model.discriminator.dropout=0.2",
     "model.code_discriminator.hidden=[16]",
+    "model.ema.decay=0.9",
 ]
 FAMILIES = {
     "gan_alternating": GAN,
