@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import ganzoo
 from ganzoo.config import config_dir
 from ganzoo.metrics.domain import sha256_file
 from ganzoo.metrics.suite import EvalContext, run_metrics
-from ganzoo.models import load_checkpoint
+from ganzoo.models import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,11 @@ def table(report: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    """Evaluate; a checkpoint it cannot use exits with one line naming it (status 1)."""
+    try:
+        evaluate(cfg)
+    except CheckpointError as err:
+        sys.exit(f"ganzoo-eval: {err}")
 
 
 if __name__ == "__main__":

@@ -4,21 +4,58 @@ ganzoo-train experiment=gan_ring
 ganzoo-train experiment=goodfellow2014_mnist paths.data_dir=../shared/data
 ganzoo-train -m experiment=gan_ring seed=0,1,2
 ganzoo-train experiment=gan_ring ckpt_path=<run>/checkpoints/last.ckpt   # resume
+
+A run that stops early raises out of :func:`train` (a study sees a failed job):
+:class:`~ganzoo.callbacks.guards.Preempted` on SIGTERM or Ctrl-C, after finishing the current
+batch and writing ``checkpoints/interrupted.ckpt``; :class:`~ganzoo.callbacks.guards.Diverged` on
+a non-finite loss or parameter. ``ganzoo-train`` prints one line for either (where the checkpoint
+is and the command that resumes it) and exits with 143 (SIGTERM), 130 (Ctrl-C) or 3 (diverged).
+
+On SLURM, Lightning's auto-requeue is used with one change: its requeue signal (SIGUSR1; ask for
+it with ``#SBATCH --signal=SIGUSR1@120``) also finishes the current batch first. The checkpoint
+then becomes ``<run>/hpc_ckpt_<n>.ckpt``, the job is requeued with ``scontrol requeue``, and the
+requeued job (same job id, so the same run directory when ``hydra.run.dir`` names it) resumes
+from it by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from ganzoo.callbacks.guards import (
+    AtomicCheckpointIO,
+    CheckpointOnException,
+    Diverged,
+    Preempted,
+    TrainingStopped,
+    batch_position,
+    last_checkpoint,
+    signal_name,
+)
 from ganzoo.config import config_dir, report_user_errors
+from ganzoo.models import read_checkpoint
 
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -31,6 +68,8 @@ def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModu
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     return datamodule, model, trainer
 
 
@@ -52,7 +91,15 @@ def check_compatible(model: pl.LightningModule, datamodule: pl.LightningDataModu
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train one run; returns the final logged metrics as floats."""
+    """Train one run; returns the final logged metrics as floats.
+
+    Raises :class:`~ganzoo.callbacks.guards.Preempted` or :class:`~ganzoo.callbacks.guards.Diverged`
+    when the run stops early (signal handlers are restored on the way out, so ``train`` can be
+    called again in the same process).
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and ckpt_path not in ("last", "hpc", "best"):
+        check_resumable(ckpt_path, cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build_run(cfg)
@@ -64,20 +111,147 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.run_config = hparams
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with stop_on_signals(trainer) as received:
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            signum = received[0] if received else signal.SIGTERM
+            if signum == slurm_requeue_signal(trainer):
+                raise requeued(trainer, signum) from None
+            raise preempted(cfg, trainer, signum) from None
+        except SystemExit:  # Lightning's answer to a second Ctrl-C: sys.exit(1)
+            if signal.SIGINT in received:
+                raise preempted(cfg, trainer, signal.SIGINT) from None
+            raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.global_rank == 0:
         print(summary(cfg, trainer, metrics))
     return metrics
 
 
+def check_resumable(ckpt_path: str, cfg: DictConfig) -> None:
+    """Stop before building anything when ``ckpt_path`` cannot resume this run's model."""
+    meta = read_checkpoint(ckpt_path)["ganzoo"]
+    target = str(OmegaConf.select(cfg, "model._target_") or "")
+    family = target.rsplit(".", 1)[-1]
+    if family and meta["family"] != family:
+        raise ValueError(
+            f"ckpt_path={ckpt_path} holds a {meta['family']} model but this run's model is a "
+            f"{family} ({target}): resume it with the config it was trained with"
+        )
+
+
+def slurm_requeue_signal(trainer: pl.Trainer) -> int | None:
+    """The signal on which Lightning requeues a SLURM job (None: not on SLURM, or auto-requeue off)."""
+    env = trainer._accelerator_connector.cluster_environment  # what Lightning's own handler reads
+    if isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal is not None:
+        return int(env.requeue_signal)
+    return None
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: pl.Trainer) -> Iterator[list[int]]:
+    """While fitting, SIGTERM, SIGINT (Ctrl-C) and SLURM's requeue signal finish the current batch
+    and stop training.
+
+    Lightning stops on SIGTERM at the end of the batch (under DDP, every rank at the next batch);
+    the other two are routed the same way (a handler here keeps Lightning from installing its own
+    requeue handler, which saves in the middle of a batch). A second Ctrl-C interrupts at once.
+    Yields the signals received. The previous handlers are back when the block ends.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
+            raise KeyboardInterrupt
+        trainer._signal_connector.received_sigterm = True  # Lightning's own stop-after-batch flag
+
+    signums = [signal.SIGTERM, signal.SIGINT]
+    if (requeue := slurm_requeue_signal(trainer)) is not None:
+        signums.append(requeue)
+    previous = {s: signal.getsignal(s) for s in signums}
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def requeued(trainer: pl.Trainer, signum: int) -> Preempted:
+    """SLURM asked to requeue: the checkpoint becomes the one Lightning resumes from by itself
+    (``<default_root_dir>/hpc_ckpt_<n>.ckpt``), then ``scontrol requeue`` (rank 0 only)."""
+    saver = next((c for c in trainer.callbacks if isinstance(c, CheckpointOnException)), None)
+    saved = saver.saved if saver is not None else None
+    where = f"stopped by {signal_name(signum)} (SLURM requeue) after {batch_position(trainer)}"
+    if trainer.global_rank != 0:
+        return Preempted(where, signum, saved)
+    if saved is not None:
+        hpc = Path(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+        os.replace(saved, hpc)
+        saved = hpc.resolve()
+    job = os.environ.get("SLURM_JOB_ID", "")
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    status = requeue_slurm_job(job)
+    outcome = (
+        f"job {job} requeued; it resumes from it by itself"
+        if status == 0
+        else f"'scontrol requeue {job}' failed ({status}): resume with ckpt_path={saved}"
+    )
+    return Preempted(f"{where}; checkpoint {saved}; {outcome}", signum, saved)
+
+
+def requeue_slurm_job(job: str) -> int:
+    try:
+        return subprocess.call(["scontrol", "requeue", job])
+    except FileNotFoundError:
+        return 127
+
+
+def preempted(cfg: DictConfig, trainer: pl.Trainer, signum: int) -> Preempted:
+    """The exception (one line: where the checkpoint is, how to resume) for a stop by ``signum``."""
+    saver = next((c for c in trainer.callbacks if isinstance(c, CheckpointOnException)), None)
+    where = f"stopped by {signal_name(signum)} after {batch_position(trainer)}"
+    if saver is None or saver.saved is None:
+        return Preempted(f"{where}; no checkpoint was written", signum, None)
+    exact = "" if saver.exact else " (written mid-batch: resumes, but not exactly)"
+    return Preempted(
+        f"{where}; checkpoint {saver.saved}{exact}; resume with: "
+        f"{resume_command(cfg, saver.saved)}",
+        signum,
+        saver.saved,
+    )
+
+
+def resume_command(cfg: DictConfig, checkpoint: Path) -> str:
+    """The ``ganzoo-train`` command line of this run, resuming from ``checkpoint`` in its own
+    directory."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not composed by Hydra's app: the caller's config is the run
+        overrides = []
+    keep = [o for o in overrides if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
+    args = [
+        *keep,
+        f"ckpt_path={checkpoint}",
+        f"hydra.run.dir={Path(cfg.paths.output_dir).resolve()}",
+    ]
+    return " ".join(["ganzoo-train", *map(shlex.quote, args)])
+
+
 def summary(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float]) -> str:
     """Where the run's files are, how to look at them, and its validation figures."""
     out = Path(cfg.paths.output_dir)
     lines = ["", f"Run directory:   {out}"]
-    ckpt = trainer.checkpoint_callback
-    if ckpt is not None and ckpt.last_model_path:
-        lines.append(f"Checkpoint:      {ckpt.last_model_path}")
+    ckpt = last_checkpoint(trainer)
+    if ckpt:
+        lines.append(f"Checkpoint:      {ckpt}")
     for lg in trainer.loggers:
         if lg.log_dir:
             lines.append(f"TensorBoard:     tensorboard --logdir {lg.log_dir}")
@@ -107,7 +281,21 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 @report_user_errors("ganzoo-train")
 def main(cfg: DictConfig) -> Any:
-    return objective(cfg, train(cfg))
+    try:
+        return objective(cfg, train(cfg))
+    except TrainingStopped as stop:
+        if rank_zero_only.rank == 0:  # one line, not one per DDP rank
+            print(f"ganzoo-train: {stop}", file=sys.stderr, flush=True)
+        if isinstance(stop, Diverged) and _multirun() and cfg.get("optimized_metric"):
+            return float("inf")  # the sweep goes on; this job's objective is the worst there is
+        raise SystemExit(stop.exit_code) from None
+
+
+def _multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Callbacks: sample grids, schedules, guards, evaluation and summaries during training."""
 
 from ganzoo.callbacks.evaluation import Evaluation
-from ganzoo.callbacks.guards import CheckpointOnException
+from ganzoo.callbacks.guards import CheckpointOnException, DivergenceGuard, EpochCheckpoint
 from ganzoo.callbacks.hparams import HParamsSummary
 from ganzoo.callbacks.mixtures import ModeCoverage
 from ganzoo.callbacks.reconstructions import ReconstructionGrid
@@ -10,6 +10,8 @@ from ganzoo.callbacks.schedules import MomentumSchedule
 
 __all__ = [
     "CheckpointOnException",
+    "DivergenceGuard",
+    "EpochCheckpoint",
     "Evaluation",
     "HParamsSummary",
     "ModeCoverage",

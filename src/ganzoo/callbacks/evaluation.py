@@ -7,12 +7,31 @@ callback any scalar of the suite (``val/parzen_ll``, ``val/fid_domain``, ``val/p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import random
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 
 from ganzoo.metrics.suite import EvalContext, Metric, run_metrics
+
+
+@contextlib.contextmanager
+def own_random_state(device: torch.device) -> Iterator[None]:
+    """Run a block without touching training's random streams: torch (CPU and ``device``),
+    NumPy and Python ``random`` are as they were when the block ends, whatever it draws or seeds.
+    """
+    devices = [device] if device.type == "cuda" else []
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
 
 class Evaluation(pl.Callback):
@@ -20,7 +39,8 @@ class Evaluation(pl.Callback):
     ``metrics`` on the held-out ``split`` and log every scalar as ``val/<name>``.
 
     Feature networks are prepared (trained or loaded) once, when fitting starts, and the real
-    data's features are computed once. Every rank computes the same numbers (same seed), so
+    data's features are computed once. Everything runs on its own random state, so a run trains
+    exactly as it would without this callback, with or without a warm cache. Every rank computes the same numbers (same seed), so
     monitors work under DDP. Runs with the validation loop: keep ``limit_val_batches > 0``, and
     prefer ``trainer.check_val_every_n_epoch`` for a sparser schedule when a monitor needs the
     value at every validation.
@@ -66,15 +86,17 @@ class Evaluation(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Outside validation's inference mode: a domain classifier may have to be trained here.
         ctx = self.context(trainer, pl_module)
-        for metric in self.metrics.values():
-            if metric.skip_reason(ctx) is None:
-                metric.prepare(ctx)
+        with own_random_state(pl_module.device):
+            for metric in self.metrics.values():
+                if metric.skip_reason(ctx) is None:
+                    metric.prepare(ctx)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
         if trainer.sanity_checking or (epoch % self.every_n_epochs and epoch != trainer.max_epochs):
             return
-        results, _ = run_metrics(self.metrics, self.context(trainer, pl_module))
+        with own_random_state(pl_module.device):
+            results, _ = run_metrics(self.metrics, self.context(trainer, pl_module))
         self.last = {
             f"val/{name}": float(entry["value"])
             for name, entry in results.items()

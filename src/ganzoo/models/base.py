@@ -9,15 +9,23 @@ that order) and writes ``training_step`` as its paper's algorithm, one block per
 Networks, optimizers, schedulers and the prior arrive as Hydra configs (``_target_`` mappings)
 or as ready objects. Configs are kept in the checkpoint's hyper-parameters, so
 ``Family.load_from_checkpoint(path)`` rebuilds the model without the run's config files.
+
+Exact resume: every checkpoint carries the random state of every rank (torch CPU and CUDA, NumPy,
+Python ``random``); a resumed fit restores this rank's state when fitting starts. Each rank draws
+its own noise: at the start of a fit the global generators are seeded from (run seed, rank).
 """
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -44,6 +52,48 @@ def plain(value: Any) -> Any:
 def module_args(init_locals: Mapping[str, Any]) -> list[str]:
     """Names of ``__init__`` arguments given as ready ``nn.Module``s (not storable as config)."""
     return [k for k, v in init_locals.items() if isinstance(v, nn.Module) and k != "self"]
+
+
+#: Version of the ``checkpoint["ganzoo"]`` entry. 1: family, batches_seen, run_config (no random
+#: states: resumes, but not exactly); 2: + ``rng``, one random state per rank.
+CHECKPOINT_FORMAT = 2
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every global generator training draws from (torch CPU and CUDA, NumPy, Python),
+    in types that ``torch.load(weights_only=True)`` reads."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def noise_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s global generators in a run seeded with ``seed``: distinct per
+    rank and apart from the stream that initialised the networks (``seed`` itself)."""
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1)[0])
+
+
+def seed_globals(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 class GenerativeModel(pl.LightningModule):
@@ -117,6 +167,11 @@ class GenerativeModel(pl.LightningModule):
         #: The run's resolved config (set by ``ganzoo-train``), saved in every checkpoint so that
         #: ``ganzoo-eval`` / ``ganzoo-sample`` can rebuild the run's data without its directory.
         self.run_config: dict[str, Any] | None = None
+        #: This batch's player losses, ``(optimizer, loss)`` in update order (read by the
+        #: divergence guard; detached, so nothing is kept alive).
+        self.batch_losses: list[tuple[Any, Tensor]] = []
+        self._batch_ended = True
+        self._rng_to_restore: dict[str, Any] | None = None
 
     # --- players and optimizers -----------------------------------------------------------
 
@@ -144,13 +199,37 @@ class GenerativeModel(pl.LightningModule):
         opts = opts if isinstance(opts, list) else [opts]
         return dict(zip(self.players, opts, strict=True))
 
+    def _backward(self, opt, loss: Tensor, retain_graph: bool = False) -> None:
+        """One player's gradient of ``loss``: zero its gradients, backward. Call it inside
+        ``toggled_optimizer(opt)``, so that only that player's parameters receive a gradient."""
+        self.batch_losses.append((opt, loss.detach()))
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss, retain_graph=retain_graph)
+
     def _step(self, opt, loss: Tensor) -> None:
         """One optimizer step of one player on ``loss``: zero, backward, step."""
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        self._backward(opt, loss)
         opt.step()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def player_of(self, opt) -> str:
+        """The name of the player that ``opt`` (plain or Lightning-wrapped) updates."""
+        inner = getattr(opt, "optimizer", opt)
+        for player, candidate in self.player_optimizers().items():
+            if candidate is opt or getattr(candidate, "optimizer", candidate) is inner:
+                return player
+        return "?"
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self.batch_losses = []
+        self._batch_ended = False
+
+    def end_batch(self) -> None:
+        """Book-keeping of a finished training batch, once: per-batch schedulers step, the batch
+        is counted. Runs in ``on_train_batch_end``; ganzoo's callbacks that write a checkpoint
+        at the end of a batch call it first (callback hooks run before the module's)."""
+        if self._batch_ended:
+            return
+        self._batch_ended = True
         # Manual optimization leaves schedulers to us: per-batch schedules step here, once a batch.
         scheds = self.lr_schedulers()
         for sched in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):
@@ -159,6 +238,23 @@ class GenerativeModel(pl.LightningModule):
         if self.ema is not None and self.batches_seen > self.ema_start:
             for name, average in self.ema.items():
                 average.update_parameters(getattr(self, name))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.end_batch()
+
+    def on_fit_start(self) -> None:
+        self._attach_ema()
+        # Last hook before the training loop draws anything: a resumed fit continues the saved
+        # random streams; a new one seeds this rank's (callbacks' on_fit_start ran before).
+        if self._rng_to_restore is not None:
+            set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+            return
+        seed = (self.run_config or {}).get("seed")
+        if seed is None:
+            seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None:
+            seed_globals(noise_seed(int(seed), self.trainer.global_rank))
 
     def on_train_epoch_end(self) -> None:
         for player, opt in self.player_optimizers().items():
@@ -190,9 +286,6 @@ class GenerativeModel(pl.LightningModule):
             averages[name] = average
         self.ema = nn.ModuleDict(averages)
 
-    def on_fit_start(self) -> None:
-        self._attach_ema()
-
     def inference_network(self, name: str) -> nn.Module:
         """``name``'s network for sampling, grids and evaluation: its moving average once one
         exists and ``model.ema.use`` is true, else the trained network itself."""
@@ -208,10 +301,18 @@ class GenerativeModel(pl.LightningModule):
         return {"decay": self.ema_decay, "start": self.ema_start, "used": used}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = rng_state()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            states: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(states, state)  # every rank runs this hook when saving
+        else:
+            states = [state]
         checkpoint["ganzoo"] = {
+            "format": CHECKPOINT_FORMAT,
             "family": type(self).__name__,
             "batches_seen": self.batches_seen,
             "run_config": self.run_config,
+            "rng": states,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -222,9 +323,21 @@ class GenerativeModel(pl.LightningModule):
                 f"this checkpoint holds a {family} model, not a {type(self).__name__}: "
                 f"load it with ganzoo.models.{family}"
             )
+        version = saved.get("format", 1)
+        if version > CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"this checkpoint has ganzoo checkpoint format {version}, newer than this ganzoo "
+                f"reads ({CHECKPOINT_FORMAT}): upgrade ganzoo"
+            )
         self.batches_seen = int(saved.get("batches_seen", 0))
         self._attach_ema()  # before the state dict, which holds the averages, is loaded
         self.run_config = saved.get("run_config")
+        # Resuming a fit: this rank's random state, restored in on_fit_start. A different number
+        # of ranks, or a format-1 checkpoint, resumes with fresh per-rank seeds (not exactly).
+        states = saved.get("rng") or []
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if fitting else (0, 1)
+        self._rng_to_restore = states[rank] if fitting and len(states) == world else None
 
     # --- data ----------------------------------------------------------------------------
 

@@ -128,19 +128,21 @@ class GAN(GenerativeModel):
             self.log("train/loss_g", loss_g, prog_bar=True)
 
     def _simultaneous_step(self, x: Tensor) -> None:
-        """pylearn2's step: one minibatch, both costs through the same D pass, one update each."""
+        """pylearn2's step: one minibatch, both costs through the same D pass, one update each.
+
+        Both gradients are taken at the same parameters, each from its own cost, before either
+        player steps.
+        """
         opt = self.player_optimizers()
         fake = self.generator(self.prior.sample(x.shape[0]))
         real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
         loss_d = self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits)
         loss_g = self.g_loss_fn(fake_logits)
-        d_params = list(self.discriminator.parameters())
-        g_params = list(self.generator.parameters())
-        for o in opt.values():
-            o.zero_grad(set_to_none=True)
-        # Each player's gradient from its own cost only; both are taken before either step.
-        self.manual_backward(loss_d, inputs=d_params, retain_graph=True)
-        self.manual_backward(loss_g, inputs=g_params)
+
+        with self.toggled_optimizer(opt["discriminator"]):
+            self._backward(opt["discriminator"], loss_d, retain_graph=True)
+        with self.toggled_optimizer(opt["generator"]):
+            self._backward(opt["generator"], loss_g)
         opt["discriminator"].step()
         opt["generator"].step()
         self._log_d(loss_d, real_logits, fake_logits)

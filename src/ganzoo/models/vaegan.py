@@ -17,9 +17,9 @@ Gradient routing, exactly as the method says:
 
 Update order: the paper's Algorithm 1 computes every loss from one minibatch and one forward pass,
 then updates the three parameter sets, each with the gradient of its own loss. So does
-:meth:`VAEGAN.training_step`: one forward pass; each player's gradient taken with
-``manual_backward(loss, inputs=<that player's parameters>)`` before any parameter changes; then
-one step per player. The official code (deeppy) does the same: one graph, one backward pass,
+:meth:`VAEGAN.training_step`: one forward pass; each player's gradient taken in its own
+``toggled_optimizer`` block (only that player's parameters receive a gradient) before any
+parameter changes; then one step per player. The official code (deeppy) does the same: one graph, one backward pass,
 gradients routed by scaling, then one update of each parameter set.
 
 D runs once over the concatenated batch ``[x, x~, x_p]`` and yields both its logits and ``Dis_l``,
@@ -71,8 +71,8 @@ class VAEGAN(GenerativeModel):
             ``real = BCE(D(x), 1)`` and ``fake = BCE(D(fakes D sees), 0)``: D's update is skipped
             when ``min(real, fake) < gate_low``; the decoder's when ``max(real, fake) >
             gate_high``; when both would be skipped, neither is. Official: 0.33 and 1.03
-            (equilibrium 0.68, margin 0.35). Skips happen on the device, without reading the
-            losses on the host: the step is taken and then undone where the gate is shut.
+            (equilibrium 0.68, margin 0.35). Decided on the host, once per batch (one read of
+            the two losses); a shut gate skips the step (the gradient is still computed).
         gate_whole_decoder_step: what the gate skips for the decoder. True: its whole step (the
             official code, where ``gamma`` is tiny and the step is nearly all GAN); false: only
             its adversarial term (the decoder still follows ``gamma * L_llike``).
@@ -208,9 +208,10 @@ class VAEGAN(GenerativeModel):
             "x_tilde": x_tilde,
         }
 
-    def gate(self, terms: dict[str, Tensor]) -> tuple[Tensor | None, Tensor | None]:
-        """The equilibrium gate: ``(d_open, dec_open)`` boolean scalars on the device, or None
-        where that side of the gate is off."""
+    def gate(self, terms: dict[str, Tensor]) -> tuple[bool | None, bool | None]:
+        """The equilibrium gate, decided on the host once per batch (under DDP, on the losses
+        averaged over the ranks, so that every rank takes the same steps): ``(d_open,
+        dec_open)``, or None where that side of the gate is off."""
         if self.gate_low is None and self.gate_high is None:
             return None, None
         real = losses.bce_real(terms["real_logits"].detach())
@@ -218,17 +219,21 @@ class VAEGAN(GenerativeModel):
         if self.discriminate_reconstructions:
             fakes.append(terms["recon_logits"])
         fake = losses.bce_fake(torch.cat(fakes).detach())
-        low, high = torch.minimum(real, fake), torch.maximum(real, fake)
-        never = torch.zeros_like(low, dtype=torch.bool)
-        d_shut = low < self.gate_low if self.gate_low is not None else never
-        dec_shut = high > self.gate_high if self.gate_high is not None else never
-        both = d_shut & dec_shut
-        d_open = ~d_shut | both if self.gate_low is not None else None
-        dec_open = ~dec_shut | both if self.gate_high is not None else None
+        both_losses = torch.stack([real, fake])
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Under DDP, one decision for all ranks: the gate of the global batch.
+            both_losses = self.trainer.strategy.reduce(both_losses, reduce_op="mean")
+        real, fake = both_losses.tolist()  # the batch's one read on the host
+        low, high = min(real, fake), max(real, fake)
+        d_shut = self.gate_low is not None and low < self.gate_low
+        dec_shut = self.gate_high is not None and high > self.gate_high
+        both = d_shut and dec_shut
+        d_open = (not d_shut or both) if self.gate_low is not None else None
+        dec_open = (not dec_shut or both) if self.gate_high is not None else None
         return d_open, dec_open
 
     def player_losses(
-        self, terms: dict[str, Tensor], dec_gan_open: Tensor | None = None
+        self, terms: dict[str, Tensor], dec_gan_open: Tensor | float | None = None
     ) -> dict[str, Tensor]:
         """Each player's loss; ``dec_gan_open`` (0/1) switches the decoder's GAN term off."""
         kl = terms["kl"]
@@ -249,20 +254,20 @@ class VAEGAN(GenerativeModel):
         terms = self.forward_terms(x)
         d_open, dec_open = self.gate(terms)
         gan_only = dec_open is not None and not self.gate_whole_decoder_step
-        loss = self.player_losses(terms, dec_open.to(x.dtype) if gan_only else None)
+        loss = self.player_losses(terms, float(dec_open) if gan_only else None)
 
         # Every player's gradient of its own loss, taken at the same parameters, before any step.
-        for o in opt.values():
-            o.zero_grad(set_to_none=True)
-        for i, player in enumerate(self.players):
-            params = [p for p in self.player_parameters(player) if p.requires_grad]
-            self.manual_backward(
-                loss[player], inputs=params, retain_graph=i < len(self.players) - 1
-            )
+        with self.toggled_optimizer(opt["encoder"]):
+            self._backward(opt["encoder"], loss["encoder"], retain_graph=True)
+        with self.toggled_optimizer(opt["generator"]):
+            self._backward(opt["generator"], loss["generator"], retain_graph=True)
+        with self.toggled_optimizer(opt["discriminator"]):
+            self._backward(opt["discriminator"], loss["discriminator"])
 
-        step_open = {"discriminator": d_open, "generator": None if gan_only else dec_open}
-        for player in self.players:
-            gated_step(opt[player], step_open.get(player))
+        # Then one step each, where the gate is open.
+        opt["encoder"].step()
+        gated_step(opt["generator"], None if gan_only else dec_open)
+        gated_step(opt["discriminator"], d_open)
 
         self._log_train(x, terms, loss, d_open, dec_open)
 
@@ -281,9 +286,9 @@ class VAEGAN(GenerativeModel):
             "train/recon_mse": self._pixel_mse(terms["x_tilde"], x),
         }
         if d_open is not None:
-            metrics["train/d_update"] = d_open.float()
+            metrics["train/d_update"] = torch.tensor(float(d_open))
         if dec_open is not None:
-            metrics["train/dec_update"] = dec_open.float()
+            metrics["train/dec_update"] = torch.tensor(float(dec_open))
         shown = ("train/loss_enc", "train/loss_dec", "train/loss_d")
         self.log_dict({k: v.detach() for k, v in metrics.items() if k not in shown})
         self.log_dict({k: metrics[k].detach() for k in shown}, prog_bar=True)
@@ -321,47 +326,7 @@ class VAEGAN(GenerativeModel):
         return self.generate(z)
 
 
-@torch.no_grad()
-def _snapshot(
-    optimizer: torch.optim.Optimizer,
-) -> tuple[list[Tensor], dict[int, dict[str, Tensor]]]:
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    state = {
-        id(p): {k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
-        for p in params
-        if p in optimizer.state
-    }
-    return [p.detach().clone() for p in params], state
-
-
-def gated_step(opt, open_: Tensor | None) -> None:
-    """``opt.step()``, undone on the device where the boolean scalar ``open_`` is false.
-
-    Parameters and the optimizer's state tensors (moments, buffers) are put back exactly as they
-    were, without reading ``open_`` on the host. State created by this step is reset to zeros
-    (what Adam, RMSprop and SGD-with-momentum start from). A state tensor on another device than
-    ``open_`` (PyTorch keeps Adam's step counter on the CPU unless ``capturable``) is left
-    advanced. The step is still counted by step hooks.
-    """
-    if open_ is None:
+def gated_step(opt, open_: Tensor | bool | None) -> None:
+    """``opt.step()`` unless the gate ``open_`` (a host or one-element boolean) is shut."""
+    if open_ is None or bool(open_):
         opt.step()
-        return
-    inner = getattr(opt, "optimizer", opt)
-    before, state_before = _snapshot(inner)
-    opt.step()
-    with torch.no_grad():
-        params = [p for group in inner.param_groups for p in group["params"]]
-        for p, old in zip(params, before, strict=True):
-            p.copy_(torch.where(open_, p, old))
-            saved = state_before.get(id(p), {})
-            for key, value in inner.state.get(p, {}).items():
-                if not torch.is_tensor(value) or value.device != open_.device:
-                    continue
-                old_value = saved.get(key)
-                value.copy_(
-                    torch.where(
-                        open_,
-                        value,
-                        old_value if old_value is not None else torch.zeros_like(value),
-                    )
-                )

@@ -1,0 +1,118 @@
+"""Test helpers that ``ganzoo-train`` subprocesses load by config (``PYTHONPATH=tests``): a
+stateful in-memory loader (the data contract's resumable batch iterable), and callbacks that
+interrupt, signal, poison a loss or record the noise at a chosen batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from ganzoo.data import RingDataModule
+
+
+class InMemoryBatches:
+    """Batches of one tensor in the order ``randperm(n, seed + epoch)``, resumable mid-epoch:
+    ``state_dict`` holds the epoch, the batches already yielded and the seed; Lightning saves it
+    in checkpoints and restores it on resume; it sets the epoch through ``sampler.set_epoch``."""
+
+    def __init__(self, x: torch.Tensor, batch_size: int, seed: int):
+        self.x, self.batch_size, self.seed = x, batch_size, seed
+        self.epoch, self.position = 0, 0
+        self._resume: tuple[int, int] | None = None
+
+    @property
+    def sampler(self):
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.x.shape[0] // self.batch_size
+
+    def __iter__(self):
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
+        self._resume = None
+        order = torch.randperm(
+            self.x.shape[0], generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        )
+        self.position = start
+        for b in range(start, len(self)):
+            self.position = b + 1
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.x[idx], torch.zeros(len(idx), dtype=torch.long)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self._resume = (state["epoch"], state["position"])
+
+
+class StatefulRingDataModule(RingDataModule):
+    """The ring data with :class:`InMemoryBatches` for training."""
+
+    def train_dataloader(self):
+        x = torch.stack([self.train_set[i][0] for i in range(len(self.train_set))])
+        return InMemoryBatches(x, self.batch_size, seed=0)
+
+
+def _at(trainer: pl.Trainer, epoch: int, batch: int, batch_idx: int) -> bool:
+    return trainer.current_epoch == epoch and batch_idx == batch
+
+
+class RaiseAt(pl.Callback):
+    """Raise at the end of batch ``batch`` of epoch ``epoch`` (0-based): a crash between batches."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if _at(trainer, self.epoch, self.batch, batch_idx):
+            raise RuntimeError("interrupted by the test")
+
+
+class SignalAt(pl.Callback):
+    """Send ``signal`` to this process during batch ``batch`` of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch: int, batch: int, signal: str = "SIGTERM"):
+        self.epoch, self.batch, self.signal = epoch, batch, signal
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if _at(trainer, self.epoch, self.batch, batch_idx) and trainer.global_rank == 0:
+            os.kill(os.getpid(), getattr(signal, self.signal))
+
+
+class PoisonLoss(pl.Callback):
+    """From batch ``batch`` of epoch ``epoch`` on, the loss function ``attribute`` of the module
+    returns NaN (e.g. ``d_loss_fn``: the discriminator's)."""
+
+    def __init__(self, attribute: str, epoch: int, batch: int):
+        self.attribute, self.epoch, self.batch = attribute, epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if _at(trainer, self.epoch, self.batch, batch_idx):
+            fn = getattr(pl_module, self.attribute)
+            setattr(pl_module, self.attribute, lambda *a, **k: fn(*a, **k) * float("nan"))
+
+
+class RecordNoise(pl.Callback):
+    """Write this rank's first prior draw of training to ``<dirpath>/noise_rank<r>.pt``."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            state = torch.get_rng_state()
+            z = pl_module.prior.sample(8)
+            torch.set_rng_state(state)  # leave training's stream as it was
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            torch.save(z.cpu(), self.dirpath / f"noise_rank{trainer.global_rank}.pt")
