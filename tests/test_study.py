@@ -191,3 +191,32 @@ def test_every_shipped_study_composes_with_its_jobs(name):
         assert set(cfg.study.metrics) and all(
             v in ("max", "min") for v in cfg.study.metrics.values()
         )
+
+
+def test_a_preempted_job_stops_the_study_and_resumes_exactly_where_it_was(
+    tmp_path, monkeypatch, fits, capsys
+):
+    """A job stopped by a signal is not a failure: the study stops with the command that
+    resumes it, and running that command resumes the job from its checkpoint."""
+    from ganzoo.callbacks.guards import Preempted
+
+    d = tmp_path / "study"
+    one = [o if not o.startswith("study.seeds") else "study.seeds=[0]" for o in TINY]
+    one = [*one, "~study.families.alphagan", f"study.dir={d}"]
+    original = study.evaluate_job
+
+    def preempt_once(cfg, job_dir):
+        monkeypatch.setattr(study, "evaluate_job", original)
+        ckpt = job_dir / "checkpoints" / "interrupted.ckpt"
+        ckpt.write_bytes((job_dir / "checkpoints" / "last.ckpt").read_bytes())  # the newest
+        raise Preempted("stopped by signal 15", 15, ckpt)
+
+    monkeypatch.setattr(study, "evaluate_job", preempt_once)
+    assert run_study(monkeypatch, *one) == 143
+    err = capsys.readouterr().err
+    assert "Resume the study with: ganzoo-study " in err
+    assert not (d / "gan" / "seed_0" / "error.txt").exists()
+    fits.clear()
+    assert run_study(monkeypatch, *one) == 0
+    assert fits == ["gan/seed_0"]  # resumed from interrupted.ckpt, then evaluated
+    assert (d / "gan" / "seed_0" / "metrics.json").is_file()

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ganzoo.callbacks.guards import Preempted
 from ganzoo.config import config_dir, report_user_errors
 
 #: Files of a job directory.
@@ -206,6 +208,9 @@ def run_job(cfg: DictConfig) -> str:
 
             train(train_cfg)
             evaluate_job(cfg, job_dir)
+    except Preempted as err:  # not a failure: the job resumes from its checkpoint next time
+        print(f"[{cfg.job}] interrupted: {err}", flush=True)
+        raise StudyInterrupted(err.signum) from None
     except Exception as err:  # a failed job is recorded; the study goes on
         (job_dir / ERROR_FILE).write_text(
             f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"
@@ -230,8 +235,16 @@ def evaluate_job(cfg: DictConfig, job_dir: Path) -> None:
         raise ValueError(f"no metric applies to {ckpt}: {report['skipped']}")
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """A signal stopped the study (or one of its jobs); every job keeps its checkpoint."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise StudyInterrupted(signum)
 
 
 class TrainingSamples(torch.nn.Module):
@@ -337,10 +350,20 @@ def _study(cfg: DictConfig) -> str:
 
 def main() -> None:
     """``ganzoo-study``. SIGTERM (a scheduler, ``kill``) stops the study as Ctrl-C does, so the
-    launcher ends its worker processes instead of leaving them running without a parent."""
+    launcher ends its worker processes instead of leaving them running without a parent; either
+    ends with the command that resumes the study and exit status 143 or 130."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         _study()
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(
+            "ganzoo-study: interrupted; every job keeps its checkpoint. Resume the study with: "
+            + shlex.join(["ganzoo-study", *sys.argv[1:]]),
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(128 + signum) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 
