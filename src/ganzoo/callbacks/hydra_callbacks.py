@@ -1,9 +1,9 @@
 """Hydra callbacks (``hydra.callbacks`` in ``conf/hydra/default.yaml`` and the Optuna searches):
 code Hydra runs around every job and sweep, before ganzoo's own code.
 
-- :class:`QuietNotices`: drop third-party advertisements and known-harmless deprecation warnings
-  (listed in :data:`SILENCED_LOGS` and :data:`SILENCED_WARNINGS`) from a run's output; every
-  other warning stays.
+- :class:`QuietNotices`: drop third-party advertisements, known-harmless deprecation warnings and
+  libraries' setup chatter (listed in :data:`SILENCED_LOGS`, :data:`SILENCED_WARNINGS` and
+  :data:`QUIET_LOGGERS`) from a run's output; every other warning stays.
 - :class:`SweepDirectory`: create the sweep directory when a multirun starts, so that a sweeper
   can keep its state there (the Optuna study's SQLite file) before the first job runs.
 """
@@ -25,6 +25,13 @@ SILENCED_LOGS: tuple[tuple[str, str], ...] = (
     ("pytorch_lightning.utilities.rank_zero", r"Tip: .*\[(litlogger|litmodels)\]"),
     ("lightning.pytorch.utilities.rank_zero", r"Tip: .*\[(litlogger|litmodels)\]"),
 )
+
+#: ``logger: level``: libraries' INFO chatter about their own setup, raised to WARNING (optuna's
+#: storage runs alembic, which logs every plugin it sets up; MLflow announces its database tables).
+QUIET_LOGGERS: dict[str, int] = {
+    "alembic": logging.WARNING,
+    "mlflow.store.db.utils": logging.WARNING,
+}
 
 #: ``(category, message regex)``: warnings ignored. Each is raised inside a library about that
 #: library's own use of another one, so a ganzoo user can do nothing about it.
@@ -50,13 +57,16 @@ class _DropMatching(logging.Filter):
 
 
 def silence_known_notices() -> None:
-    """Install the filters of :data:`SILENCED_LOGS` and :data:`SILENCED_WARNINGS` (idempotent)."""
+    """Install the filters of :data:`SILENCED_LOGS` and :data:`SILENCED_WARNINGS` and the levels
+    of :data:`QUIET_LOGGERS` (idempotent)."""
     for name, pattern in SILENCED_LOGS:
         logger = logging.getLogger(name)
         if not any(
             isinstance(f, _DropMatching) and f.pattern.pattern == pattern for f in logger.filters
         ):
             logger.addFilter(_DropMatching(pattern))
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
     for category, pattern in SILENCED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern, category=category)
 
