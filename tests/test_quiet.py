@@ -26,6 +26,7 @@ RING = [
     "data.num_val=50",
     "callbacks.mode_coverage.num_samples=100",
     "trainer.max_epochs=1",
+    "logger=mlflow",  # MLflow's database set-up chatter is silenced too
 ]
 
 
@@ -58,6 +59,7 @@ def test_a_run_prints_none_of_the_silenced_notices(ring_run):
     for _, pattern in SILENCED_WARNINGS:
         assert not re.search(pattern, output), pattern
     assert "litlogger" not in output and "LeafSpec" not in output
+    assert "MLflow database tables" not in output
     # Lightning's own information stays.
     assert "GPU available" in output and "Trainer.fit` stopped" in output
 

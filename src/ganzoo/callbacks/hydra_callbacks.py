@@ -56,6 +56,15 @@ class _DropMatching(logging.Filter):
         return not self.pattern.search(record.getMessage())
 
 
+class _AtLeast(logging.Filter):
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
 def silence_known_notices() -> None:
     """Install the filters of :data:`SILENCED_LOGS` and :data:`SILENCED_WARNINGS` and the levels
     of :data:`QUIET_LOGGERS` (idempotent)."""
@@ -66,7 +75,12 @@ def silence_known_notices() -> None:
         ):
             logger.addFilter(_DropMatching(pattern))
     for name, level in QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(level)
+        logger = logging.getLogger(name)
+        logger.setLevel(level)  # for records of its children (alembic.*)
+        if not any(isinstance(f, _AtLeast) for f in logger.filters):
+            # for its own records: a library's logging.config.dictConfig (MLflow's, at import)
+            # resets the levels of existing child loggers, not their filters
+            logger.addFilter(_AtLeast(level))
     for category, pattern in SILENCED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern, category=category)
 
