@@ -111,3 +111,23 @@ def test_train_examples_compose(helps, fake_mnist):
                 compose("train", overrides=args)
         finally:
             GlobalHydra.instance().clear()
+
+
+def test_study_help_lists_every_study():
+    """``ganzoo-study --help`` (once conf/study.yaml selects ``override hydra/help: study``)."""
+    study = pytest.importorskip("ganzoo.study", reason="ganzoo-study is not on this branch")
+    if not (CONF / "study.yaml").is_file():
+        pytest.skip("no conf/study.yaml")
+    stdout = io.StringIO()
+    with (
+        mock.patch.object(sys, "argv", ["ganzoo-study", "--help"]),
+        contextlib.redirect_stdout(stdout),
+        pytest.raises(SystemExit),
+    ):
+        study.main()
+    GlobalHydra.instance().clear()
+    text = stdout.getvalue()
+    assert sorted(entries(section(text, "Studies"))) == sorted(stems("study"))
+    examples = section(text, "Examples")
+    assert len(examples) == 3 and all(e.startswith("  ganzoo-study ") for e in examples)
+    assert "ganzoo-study -sc install=bash" in text
