@@ -18,7 +18,6 @@ from PIL import Image
 from torch.testing import assert_close
 
 from conftest import REPO, compose_run, quick_overrides
-from ganzoo.callbacks.samples import to_unit_range
 from ganzoo.config import config_dir
 from ganzoo.inspection import (
     INTERPOLATIONS,
@@ -29,6 +28,7 @@ from ganzoo.inspection import (
     slerp,
     to_uint8,
 )
+from ganzoo.metrics.domain import unit_range
 from ganzoo.models import load_checkpoint
 from ganzoo.sample import main
 from ganzoo.train import train
@@ -265,7 +265,7 @@ def test_export_of_an_encoder_family_adds_held_out_reconstructions(ckpts, tmp_pa
     assert len(list(recons.glob("*.png"))) == 64  # the whole (fake) test split
     model = load_checkpoint(ckpts["ae_mnist"])
     x = held_out(ckpts["ae_mnist"], 32)
-    want = to_unit_range(model.reconstruct(x), (0.0, 1.0))
+    want = unit_range(model.reconstruct(x), (0.0, 1.0))
     for i in (0, 31):
         np.testing.assert_array_equal(
             np.asarray(Image.open(recons / f"{i:06d}.png")), to_uint8(want[i])[0].numpy()

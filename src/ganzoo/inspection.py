@@ -26,7 +26,8 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from ganzoo.callbacks.reconstructions import side_by_side
-from ganzoo.callbacks.samples import scatter_figure, to_unit_range
+from ganzoo.callbacks.samples import scatter_figure
+from ganzoo.metrics.domain import unit_range
 from ganzoo.models import FAMILIES, GenerativeModel, family_class, load_checkpoint
 
 
@@ -193,10 +194,17 @@ class Inspection:
             data["data_dir"] = self.cfg.paths.data_dir
         return data
 
-    def unit(self, x: Tensor) -> Tensor:
-        """Images in the run's ``data.value_range`` to [0, 1]."""
+    @cached_property
+    def value_range(self) -> tuple[float, float]:
+        """The run's ``data.value_range`` as ``make_grid`` / ``save_image`` take it (the range
+        ``normalize=True`` maps to [0, 1]); ``(0, 1)`` when the run has none."""
         run_data = (self.model.run_config or {}).get("data") or {}
-        return to_unit_range(x, run_data.get("value_range"))
+        value_range = run_data.get("value_range")
+        return (0.0, 1.0) if value_range is None else tuple(float(v) for v in value_range)
+
+    def unit(self, x: Tensor) -> Tensor:
+        """Images in the run's ``data.value_range`` to [0, 1] (one file per image, not a grid)."""
+        return unit_range(x, self.value_range)
 
     @cached_property
     def held_out_set(self):
@@ -260,7 +268,7 @@ def samples(ins: Inspection) -> list[Path]:
     path = ins.output_dir / "samples.png"
     if ins.points:
         return [save_figure(scatter_figure(x, ins.data_points(), title=f"{len(x)} samples"), path)]
-    save_image(ins.unit(x), path, nrow=ins.cfg.nrow)
+    save_image(x, path, nrow=ins.cfg.nrow, normalize=True, value_range=ins.value_range)
     return [path]
 
 
@@ -276,7 +284,8 @@ def reconstructions(ins: Inspection) -> list[Path]:
         fig = scatter_figure(recon, x, title="held-out points (blue), reconstructions (orange)")
         return [save_figure(fig, path)]
     nrow = min(ins.cfg.nrow, len(x))
-    save_image(side_by_side(ins.unit(x), ins.unit(recon), nrow), path, nrow=nrow)
+    grid = side_by_side(x, recon, nrow)
+    save_image(grid, path, nrow=nrow, normalize=True, value_range=ins.value_range)
     return [path]
 
 
@@ -307,9 +316,11 @@ def interpolation(ins: Inspection) -> list[Path]:
             save_figure(pictures[0], png)
             stills = [figure_to_pil(fig) for fig in pictures[1:]]
         else:
-            images = [ins.unit(frame) for frame in frames]
-            save_image(torch.stack(images, dim=1).flatten(0, 1), png, nrow=opts.steps)
-            stills = [to_pil(make_grid(image, nrow=min(pairs, ins.cfg.nrow))) for image in images]
+            grids = {"normalize": True, "value_range": ins.value_range}
+            rows = torch.stack(frames, dim=1).flatten(0, 1)
+            save_image(rows, png, nrow=opts.steps, **grids)
+            nrow = min(pairs, ins.cfg.nrow)
+            stills = [to_pil(make_grid(frame, nrow=nrow, **grids)) for frame in frames]
         save_gif(stills + stills[-2:0:-1], gif, frame_ms=opts.frame_ms)
         written += [png, gif]
     return written

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from ganzoo.callbacks.samples import to_unit_range
+from ganzoo.callbacks.media import log_image
+from ganzoo.callbacks.samples import display_range
+from ganzoo.metrics.suite import evaluating
 
 
 def side_by_side(inputs: Tensor, recons: Tensor, nrow: int) -> Tensor:
@@ -23,8 +24,9 @@ def side_by_side(inputs: Tensor, recons: Tensor, nrow: int) -> Tensor:
 
 class ReconstructionGrid(pl.Callback):
     """Every ``every_n_epochs`` epochs, reconstruct the first ``num_images`` validation images
-    in eval mode; save ``<dirpath>/epoch_XXXX.png`` and log it as ``reconstructions``.
-    Does nothing for families without an encoder and for non-image data."""
+    in eval mode; save ``<dirpath>/epoch_XXXX.png`` and log it as ``reconstructions`` to every
+    logger (:mod:`ganzoo.callbacks.media`). Does nothing for families without an encoder and
+    for non-image data."""
 
     def __init__(
         self, dirpath: str | Path, every_n_epochs: int = 1, num_images: int = 32, nrow: int = 8
@@ -47,20 +49,12 @@ class ReconstructionGrid(pl.Callback):
         x = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))]).to(
             pl_module.device
         )
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.no_grad():
-                recon = pl_module.reconstruct(x)
-        finally:
-            pl_module.train(was_training)
-        value_range = getattr(dm, "value_range", None)
+        with torch.no_grad(), evaluating(pl_module):
+            recon = pl_module.reconstruct(x)
         nrow = min(self.nrow, x.shape[0])  # fewer validation images than a row: one short row
-        grid = side_by_side(to_unit_range(x, value_range), to_unit_range(recon, value_range), nrow)
+        grid = make_grid(
+            side_by_side(x, recon, nrow), nrow=nrow, normalize=True, value_range=display_range(dm)
+        )
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        save_image(grid, self.dirpath / f"epoch_{epoch:04d}.png", nrow=nrow)
-        for lg in trainer.loggers:
-            if isinstance(lg, TensorBoardLogger):
-                lg.experiment.add_image(
-                    "reconstructions", make_grid(grid, nrow=nrow), global_step=epoch
-                )
+        save_image(grid, self.dirpath / f"epoch_{epoch:04d}.png")
+        log_image(trainer, "reconstructions", grid, epoch)

@@ -1,4 +1,4 @@
-"""Sample grids from the fixed noise batch, saved as PNGs and sent to the logger."""
+"""Sample grids from the fixed noise batch, saved as PNGs and sent to every logger."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
 
+from ganzoo.callbacks.media import log_figure, log_image  # noqa: E402
+from ganzoo.metrics.suite import evaluating  # noqa: E402
 
-def to_unit_range(x: Tensor, value_range) -> Tensor:
-    """Images in ``value_range`` to [0, 1] for display."""
-    low, high = value_range if value_range is not None else (0.0, 1.0)
-    return ((x.float() - low) / (high - low)).clamp(0.0, 1.0)
+
+def display_range(datamodule) -> tuple[float, float]:
+    """The data's ``value_range`` as the tuple ``make_grid(normalize=True, value_range=...)``
+    maps to [0, 1] (``(0, 1)`` when the data has none)."""
+    value_range = getattr(datamodule, "value_range", None)
+    return (0.0, 1.0) if value_range is None else tuple(float(v) for v in value_range)
 
 
 def scatter_figure(samples: Tensor, data: Tensor | None = None, title: str = ""):
@@ -39,8 +42,9 @@ def scatter_figure(samples: Tensor, data: Tensor | None = None, title: str = "")
 class SampleGrid(pl.Callback):
     """Every ``every_n_epochs`` epochs, decode the module's ``fixed_z`` in eval mode.
 
-    Images: a grid saved as ``<dirpath>/epoch_XXXX.png`` and logged as ``samples``; 2D data: a
-    scatter plot over validation points instead. The PNGs also feed ``ganzoo-sample mode=progress``.
+    Images: a grid saved as ``<dirpath>/epoch_XXXX.png`` and logged as ``samples`` to every
+    logger (:mod:`ganzoo.callbacks.media`); 2D data: a scatter plot over validation points
+    instead. The PNGs also feed ``ganzoo-sample mode=progress``.
     """
 
     def __init__(
@@ -67,36 +71,25 @@ class SampleGrid(pl.Callback):
 
     @torch.no_grad()
     def render(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> Path:
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            samples = pl_module.generate(pl_module.fixed_z)
-        finally:
-            pl_module.train(was_training)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"epoch_{epoch:04d}.png"
         dm = trainer.datamodule
-        tb = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if samples.dim() == 2:
-            data = _points(dm, self.num_data_points)
-            # The fixed batch is small; a scatter plot wants more points of the same generator.
-            pl_module.eval()
-            try:
-                more = pl_module.sample(
+        with evaluating(pl_module):
+            samples = pl_module.generate(pl_module.fixed_z)
+            if samples.dim() == 2:
+                # The fixed batch is small; a scatter plot wants more points of the same generator.
+                samples = pl_module.sample(
                     self.num_data_points, generator=torch.Generator(pl_module.device).manual_seed(0)
                 )
-            finally:
-                pl_module.train(was_training)
-            fig = scatter_figure(more, data, title=f"epoch {epoch}")
+        if samples.dim() == 2:
+            fig = scatter_figure(samples, _points(dm, self.num_data_points), title=f"epoch {epoch}")
             fig.savefig(path)
-            for writer in tb:
-                writer.add_figure("samples", fig, global_step=epoch)
+            log_figure(trainer, "samples", fig, epoch)
             plt.close(fig)
         else:
-            images = to_unit_range(samples, getattr(dm, "value_range", None))
-            save_image(images, path, nrow=self.nrow)
-            for writer in tb:
-                writer.add_image("samples", make_grid(images, nrow=self.nrow), global_step=epoch)
+            grid = make_grid(samples, nrow=self.nrow, normalize=True, value_range=display_range(dm))
+            save_image(grid, path)
+            log_image(trainer, "samples", grid, epoch)
         self.last_path = path
         return path
 

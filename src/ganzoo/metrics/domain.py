@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics.classification import MulticlassAccuracy
 
 from ganzoo.nets.classifier import ConvClassifier
 
@@ -107,12 +108,13 @@ def train_classifier(
 
 @torch.no_grad()
 def accuracy(net: ConvClassifier, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
+    """Share of ``x`` that ``net`` (in its current mode) labels ``y`` (torchmetrics' multiclass
+    accuracy, micro-averaged), ``batch_size`` images at a time."""
     device = next(net.parameters()).device
-    correct = sum(
-        int((net(x[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size]).sum())
-        for i in range(0, x.shape[0], batch_size)
-    )
-    return correct / x.shape[0]
+    metric = MulticlassAccuracy(num_classes=net.num_classes, average="micro").to(device)
+    for i in range(0, x.shape[0], batch_size):
+        metric.update(net(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device))
+    return float(metric.compute())
 
 
 def _key(x: Tensor, y: Tensor, recipe: dict[str, Any]) -> str:

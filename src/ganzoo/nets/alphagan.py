@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from ganzoo.nets.blocks import (
     ActivationFactory,
-    Reshape,
     ResidualBlock,
+    leaky_relu_02,
     make_activation,
     normal_init_,
     upsampling_plan,
@@ -35,10 +35,6 @@ def _check_sizes(**sizes: int) -> None:
     for key, value in sizes.items():
         if value < 1:
             raise ValueError(f"{key} must be a positive integer, got {value}")
-
-
-def _leaky_relu() -> nn.Module:
-    return nn.LeakyReLU(0.2)
 
 
 # --- seed 000: residual networks ---------------------------------------------------------------
@@ -84,7 +80,7 @@ class ResidualEncoder(nn.Module):
         image_size: int,
         latent_dim: int,
         width: int = 128,
-        activation: ActivationFactory | None = _leaky_relu,
+        activation: ActivationFactory | None = leaky_relu_02,
         batch_norm: bool = True,
     ):
         super().__init__()
@@ -106,7 +102,7 @@ class ResidualDiscriminator(nn.Module):
         channels: int,
         image_size: int,
         width: int = 128,
-        activation: ActivationFactory | None = _leaky_relu,
+        activation: ActivationFactory | None = leaky_relu_02,
         batch_norm: bool = True,
     ):
         super().__init__()
@@ -141,7 +137,7 @@ class ResidualGenerator(nn.Module):
             nn.Linear(latent_dim, width * start * start, bias=not batch_norm),
             nn.BatchNorm1d(width * start * start) if batch_norm else nn.Identity(),
             make_activation(activation),
-            Reshape(width, start, start),
+            nn.Unflatten(1, (width, start, start)),
             ResidualBlock(width, activation, batch_norm),
         ]
         layers += [
@@ -232,7 +228,7 @@ class DCGAN5Discriminator(nn.Module):
         channels: int,
         image_size: int,
         width: int = 64,
-        activation: ActivationFactory | None = _leaky_relu,
+        activation: ActivationFactory | None = leaky_relu_02,
         batch_norm: bool = True,
         init_std: float | None = 0.02,
     ):
@@ -271,7 +267,7 @@ class DCGAN5Generator(nn.Module):
         layers: list[nn.Module] = [nn.Linear(latent_dim, c * start * start, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm1d(c * start * start))
-        layers += [make_activation(activation), Reshape(c, start, start)]
+        layers += [make_activation(activation), nn.Unflatten(1, (c, start, start))]
         for _ in range(n):
             layers.append(
                 nn.ConvTranspose2d(c, c // 2, 5, 2, 2, output_padding=1, bias=not batch_norm)

@@ -1,9 +1,10 @@
-"""Building blocks shared by every network: maxout, reshapes, init, size checks."""
+"""Building blocks shared by every network: maxout, residual blocks, init, size checks."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Literal
 
 import torch
@@ -11,6 +12,9 @@ from torch import Tensor, nn
 
 #: An activation factory: a module class or a ``functools.partial`` of one (Hydra ``_partial_``).
 ActivationFactory = Callable[[], nn.Module]
+
+#: LeakyReLU(0.2), the hidden activation of DCGAN discriminators and of the seeds' MLPs.
+leaky_relu_02: ActivationFactory = partial(nn.LeakyReLU, 0.2)
 
 
 class Maxout(nn.Module):
@@ -25,20 +29,6 @@ class Maxout(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(x).view(x.shape[0], self.out_features, self.pieces).amax(dim=-1)
-
-
-class Reshape(nn.Module):
-    """``(N, prod(shape)) -> (N, *shape)``."""
-
-    def __init__(self, *shape: int):
-        super().__init__()
-        self.shape = tuple(shape)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.shape)
-
-    def extra_repr(self) -> str:
-        return f"shape={self.shape}"
 
 
 def uniform_init_(module: nn.Module, bound: float) -> None:

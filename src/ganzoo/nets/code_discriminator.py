@@ -10,14 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
-
-from ganzoo.nets.blocks import ActivationFactory, normal_init_
+from ganzoo.nets.blocks import ActivationFactory, leaky_relu_02, normal_init_
 from ganzoo.nets.mlp import MLPDiscriminator
-
-
-def leaky_relu_02() -> nn.Module:
-    return nn.LeakyReLU(0.2)
 
 
 class MLPCodeDiscriminator(MLPDiscriminator):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ganzoo.nets.blocks import Reshape, normal_init_, upsampling_plan
+from ganzoo.nets.blocks import normal_init_, upsampling_plan
 
 
 class DCGANGenerator(nn.Module):
@@ -30,7 +30,7 @@ class DCGANGenerator(nn.Module):
             nn.Linear(latent_dim, c * start * start, bias=False),
             nn.BatchNorm1d(c * start * start),
             nn.ReLU(),
-            Reshape(c, start, start),
+            nn.Unflatten(1, (c, start, start)),
         ]
         for _ in range(n - 1):
             layers += [

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ganzoo.nets.blocks import Reshape
-
 
 def _quarter(image_size: int) -> int:
     if image_size % 4 or image_size < 8:
@@ -37,7 +35,7 @@ class InfoGANGenerator(nn.Module):
             nn.Linear(1024, 128 * s * s),
             nn.BatchNorm1d(128 * s * s),
             nn.ReLU(),
-            Reshape(128, s, s),
+            nn.Unflatten(1, (128, s, s)),
             nn.ConvTranspose2d(128, 64, 4, 2, 1),
             nn.BatchNorm2d(64),
             nn.ReLU(),

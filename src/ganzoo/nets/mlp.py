@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from ganzoo.nets.blocks import (
     ActivationFactory,
     Maxout,
-    Reshape,
     inverse_activation,
     make_activation,
     uniform_init_,
@@ -64,7 +63,7 @@ class MLPGenerator(nn.Module):
         self.output_activation = (
             output_activation if output_activation is not None else nn.Identity()
         )
-        self.reshape = Reshape(*self.out_shape)
+        self.reshape = nn.Unflatten(1, self.out_shape)
         if init_range is not None:
             uniform_init_(self, init_range)
         self.output_bias_from_marginals = output_bias_from_marginals

@@ -20,11 +20,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganzoo.nets.blocks import ActivationFactory, Reshape, make_activation
-
-
-def _leaky_relu() -> nn.Module:
-    return nn.LeakyReLU(0.2)
+from ganzoo.nets.blocks import ActivationFactory, leaky_relu_02, make_activation
 
 
 def _dropout(p: float) -> list[nn.Module]:
@@ -122,7 +118,7 @@ class MLPFeatureDiscriminator(FeatureDiscriminator):
         self,
         in_shape: Sequence[int],
         hidden: Sequence[int] = (1024, 512, 256),
-        activation: ActivationFactory | None = _leaky_relu,
+        activation: ActivationFactory | None = leaky_relu_02,
         dropout: float = 0.1,
         feature_layer: int = -1,
     ):
@@ -185,7 +181,7 @@ class MLPEncoder(nn.Module):
         in_shape: Sequence[int],
         latent_dim: int,
         hidden: Sequence[int] = (1024, 1024, 1024),
-        activation: ActivationFactory | None = _leaky_relu,
+        activation: ActivationFactory | None = leaky_relu_02,
         dropout: float = 0.1,
     ):
         super().__init__()
@@ -253,7 +249,7 @@ class MLPDecoder(nn.Module):
         latent_dim: int,
         out_shape: Sequence[int],
         hidden: Sequence[int] = (1024, 1024, 1024),
-        activation: ActivationFactory | None = _leaky_relu,
+        activation: ActivationFactory | None = leaky_relu_02,
         dropout: float = 0.1,
         output_activation: nn.Module | None = None,
     ):
@@ -265,7 +261,7 @@ class MLPDecoder(nn.Module):
             width = h
         layers += [*_dropout(dropout), nn.Linear(width, math.prod(out_shape))]
         layers.append(output_activation if output_activation is not None else nn.Identity())
-        layers.append(Reshape(*out_shape))
+        layers.append(nn.Unflatten(1, tuple(out_shape)))
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -297,7 +293,7 @@ class ConvDecoder(nn.Module):
             nn.Linear(latent_dim, c * side * side, bias=False),
             nn.BatchNorm1d(c * side * side),
             nn.ReLU(),
-            Reshape(c, side, side),
+            nn.Unflatten(1, (c, side, side)),
         ]
         for w in widths:
             # padding k//2 with output_padding 1 doubles the side exactly ("same" deconvolution).
