@@ -138,7 +138,7 @@ def main() -> None:
 
     def make_cifar(**kw):
         return CIFAR10DataModule(
-            cifar_root, batch_size=64, val_size=1000, value_range=(-1, 1), **kw
+            cifar_root, batch_size=64, val_size=args.cifar_images // 10, value_range=(-1, 1), **kw
         )
 
     compare("MNIST (100)", make_mnist, args, device)
