@@ -10,12 +10,16 @@ optimizers on the same in-memory data and batch size:
   loss functions, each player's step with the other players' parameters frozen (the work
   ``toggled_optimizer`` saves), data batches indexed from the same uint8 tensor.
 
-Each kind runs for two lengths ``N1 < N2``; the marginal seconds per batch are
-``(T(N2) - T(N1)) / (N2 - N1)``, so start-up and end-of-epoch work (validation, checkpoints,
-sample grids) cancel. On CPU, ``T`` is the process's CPU time (``time.process_time``, all its
-threads: on a machine shared with other jobs, wall time mostly measures them); on a GPU, wall
-time (``--clock`` chooses). Runs are interleaved, repeated, and the median marginal cost of each kind
-is compared: the printed ratio is ganzoo / hand loop (target on CPU: at most 1.05). Ratios, not
+Start-up and end-of-epoch work (validation, checkpoints, sample grids) are excluded in one of two
+ways. ``--method runs`` (the definition): each kind runs for two lengths ``N1 < N2`` and the
+marginal cost per batch is ``(T(N2) - T(N1)) / (N2 - N1)``. ``--method inrun`` (default): one run
+of each kind, clocked at the start of batch ``N1`` and of batch ``N2`` (a Lightning callback for
+ganzoo), the same marginal cost without the run-to-run noise of two start-ups, which on a shared
+machine swamps the difference. On CPU the clock is the process's CPU time
+(``time.process_time``, all its threads: on a machine shared with other jobs, wall time mostly
+measures them); on a GPU, wall time (``--clock`` chooses). Runs are interleaved, repeated, and
+the median marginal cost of each kind is compared: the printed ratio is ganzoo / hand loop
+(target on CPU: at most 1.05). Ratios, not
 seconds, are comparable across machines.
 
     python scripts/benchmark_step.py                            # the six configs, CPU
@@ -45,12 +49,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+import ganzoo.train
 from ganzoo.config import config_dir
 from ganzoo.train import build_run, train
 
@@ -245,8 +251,11 @@ def alphagan_updates(model, opts) -> Callable[[torch.Tensor], None]:
 CLOCK = time.process_time
 
 
-def hand_loop(cfg, batches: int, device: torch.device, bf16: bool, compiled: bool) -> float:
-    """Seconds for ``batches`` hand-written updates (set-up excluded: nothing to difference)."""
+def hand_loop(
+    cfg, batches: int, device: torch.device, bf16: bool, compiled: bool, mark: int | None = None
+) -> float:
+    """Seconds for ``batches`` hand-written updates (set-up excluded), or from the start of batch
+    ``mark`` to the end when ``mark`` is given."""
     datamodule, model, _ = build_run(cfg)
     model.to(device).train()
     if compiled:
@@ -269,6 +278,9 @@ def hand_loop(cfg, batches: int, device: torch.device, bf16: bool, compiled: boo
     while done < batches:
         perm = torch.randperm(len(data), generator=generator).to(device)
         for b in range(min(len(data) // bs, batches - done)):
+            if done == mark:
+                _sync(device)
+                start = CLOCK()
             x = data.gather(perm[b * bs : (b + 1) * bs])[0]
             with autocast:
                 update(x)
@@ -299,14 +311,49 @@ def overrides_for(config: str, args, batches: int, data_dir: Path) -> list[str]:
     return out
 
 
-def ganzoo_run(config: str, args, batches: int, data_dir: Path, out: Path) -> float:
-    """Seconds of ``train(cfg)`` for a run of ``batches`` training batches."""
-    cfg = compose_run(overrides_for(config, args, batches, data_dir), out)
+class BatchClock(pl.Callback):
+    """Clock readings at the start of the training batches ``marks``."""
+
+    def __init__(self, marks: tuple[int, ...], device: torch.device):
+        self.marks, self.device, self.readings = marks, device, {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx in self.marks:
+            _sync(self.device)
+            self.readings[batch_idx] = CLOCK()
+
+
+def ganzoo_run(
+    config: str, args, batches: int, data_dir: Path, out: Path, mark: int | None = None
+) -> float:
+    """Seconds of ``train(cfg)`` for a run of ``batches`` training batches, or (``mark``) from the
+    start of batch ``mark`` to the start of batch ``batches`` of a run one batch longer."""
+    cfg = compose_run(overrides_for(config, args, batches + (mark is not None), data_dir), out)
     sink = io.StringIO()
+    clock = BatchClock((mark, batches), torch.device("cuda" if "gpu" in args.trainer else "cpu"))
+
+    def with_clock(cfg):
+        datamodule, model, trainer = build_run(cfg)
+        trainer.callbacks.append(clock)
+        return datamodule, model, trainer
+
     start = CLOCK()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        train(cfg)
-    return CLOCK() - start
+        with patched(ganzoo.train, "build_run", with_clock):
+            train(cfg)
+    if mark is None:
+        return CLOCK() - start
+    return clock.readings[batches] - clock.readings[mark]
+
+
+@contextlib.contextmanager
+def patched(module, name: str, value):
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -320,7 +367,7 @@ def lengths(config: str, args, data_dir: Path, device, bf16: bool) -> tuple[int,
     epoch = cfg.data.get("num_train") or 50_000
     diff = max(20, math.ceil(args.seconds / per_batch))
     n1 = max(10, diff // 4)
-    n2 = min(n1 + diff, epoch // cfg.data.batch_size)
+    n2 = min(n1 + diff, epoch // cfg.data.batch_size - 1)
     return n1, n2
 
 
@@ -333,13 +380,22 @@ def benchmark(config: str, args, data_dir: Path, device, bf16: bool) -> dict[str
             t = {}
             # Interleaved, and the order alternates between repeats.
             kinds = ["hand", "ganzoo"] if r % 2 == 0 else ["ganzoo", "hand"]
-            for kind, n in itertools.product(kinds, (n1, n2)):
-                if kind == "hand":
-                    t[kind, n] = hand_loop(cfg, n, device, bf16, args.compile)
-                else:
-                    t[kind, n] = ganzoo_run(config, args, n, data_dir, Path(tmp) / f"run{n}")
-        hand.append((t["hand", n2] - t["hand", n1]) / (n2 - n1))
-        ours.append((t["ganzoo", n2] - t["ganzoo", n1]) / (n2 - n1))
+            if args.method == "inrun":
+                for kind in kinds:
+                    if kind == "hand":
+                        t[kind] = hand_loop(cfg, n2, device, bf16, args.compile, mark=n1)
+                    else:
+                        t[kind] = ganzoo_run(config, args, n2, data_dir, Path(tmp) / "run", n1)
+            else:
+                for kind, n in itertools.product(kinds, (n1, n2)):
+                    if kind == "hand":
+                        t[kind, n] = hand_loop(cfg, n, device, bf16, args.compile)
+                    else:
+                        t[kind, n] = ganzoo_run(config, args, n, data_dir, Path(tmp) / f"run{n}")
+                for kind in kinds:
+                    t[kind] = t[kind, n2] - t[kind, n1]
+        hand.append(t["hand"] / (n2 - n1))
+        ours.append(t["ganzoo"] / (n2 - n1))
         print(
             f"  {config} repeat {r + 1}: hand {hand[-1] * 1e3:.2f} ms, ganzoo {ours[-1] * 1e3:.2f} "
             f"ms per batch (N = {n1}, {n2})",
@@ -378,6 +434,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="hand-loop time of N2 - N1")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     parser.add_argument("--clock", choices=["auto", "cpu", "wall"], default="auto")
+    parser.add_argument("--method", choices=["inrun", "runs"], default="inrun")
     parser.add_argument("--trainer", default="cpu", help="trainer config: cpu, gpu, gpu_bf16")
     parser.add_argument("--compile", action="store_true", help="model.compile=true (both loops)")
     parser.add_argument("--val-batches", type=int, default=2, help="validation batches per run")
@@ -402,7 +459,8 @@ def main() -> None:
     CLOCK = time.process_time if clock == "cpu" else time.perf_counter
     print(
         f"# benchmark_step: trainer={args.trainer}, compile={args.compile}, "
-        f"threads={args.threads}, repeats={args.repeats}, clock={clock}, {data_note}"
+        f"threads={args.threads}, repeats={args.repeats}, clock={clock}, method={args.method}, "
+        f"{data_note}"
     )
     print("| config | hand loop ms/batch | ganzoo ms/batch | ratio | N1, N2 |")
     print("|---|---|---|---|---|")
