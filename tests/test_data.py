@@ -55,7 +55,10 @@ def test_real_mnist_loads_with_goodfellows_split(shared_data):
     dm = MNISTDataModule(shared_data, num_workers=0)
     dm.setup("fit")
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (50_000, 10_000, 10_000)
-    assert list(dm.val_set.indices[:2]) == [50_000, 50_001]
+    per_image = MNISTDataModule(shared_data, num_workers=0, in_memory=False)
+    per_image.setup("fit")
+    assert list(per_image.val_set.indices[:2]) == [50_000, 50_001]
+    assert torch.equal(dm.val_set[0][0], per_image.val_set[0][0])  # in memory: the same items
     x, y = dm.train_set[0]
     assert x.shape == (1, 28, 28) and 0.0 <= x.min() and x.max() <= 1.0
     assert y == 5  # the first MNIST training digit

@@ -3,6 +3,11 @@
 Every module yields ``(image, label)`` with images in ``value_range`` ([0, 1] or [-1, 1]) and
 shaped ``(channels, image_size, image_size)``; ``channels`` and ``image_size`` are what the
 networks' configs interpolate.
+
+MNIST, Fashion-MNIST and CIFAR-10 are read into memory by default (``in_memory=True``, see
+:mod:`ganzoo.data.memory`): the images pass through the same torchvision geometry once, are kept
+as uint8, and become floats per batch on the device. ``in_memory=False`` keeps torchvision's
+per-image transforms and a ``DataLoader``, the only path for CelebA and image folders.
 """
 
 from __future__ import annotations
@@ -11,18 +16,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from ganzoo.data.base import (
     BaseDataModule,
-    ToRange,
     check_value_range,
     missing_dataset,
+    range_transforms,
+    split_indices,
     split_train_val,
 )
+from ganzoo.data.memory import ImageTensors
 
 
 class Crop:
@@ -43,6 +51,8 @@ class ImageDataModule(BaseDataModule):
     #: Native channels and side length of the stored images.
     native_channels: int = 3
     native_size: int | None = None
+    #: Whether the whole dataset can be read into memory (``in_memory=True``).
+    fits_in_memory: bool = True
 
     def __init__(
         self,
@@ -58,12 +68,21 @@ class ImageDataModule(BaseDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         drop_last: bool = True,
+        in_memory: bool = True,
+        shuffle_seed: int | None = None,
     ):
+        if in_memory and not self.fits_in_memory:
+            raise ValueError(
+                f"data.in_memory=true is not available for {self.name}: set data.in_memory=false "
+                "(torchvision's per-image loading with data.num_workers workers)"
+            )
         super().__init__(
             batch_size=batch_size,
             num_workers=num_workers,
             pin_memory=pin_memory,
             drop_last=drop_last,
+            in_memory=in_memory,
+            shuffle_seed=shuffle_seed,
         )
         self.data_dir = Path(data_dir)
         self.image_size = image_size or self.native_size
@@ -101,11 +120,31 @@ class ImageDataModule(BaseDataModule):
 
     @property
     def transform(self) -> T.Compose:
-        return T.Compose([*self.geometry(), T.ToTensor(), ToRange(*self.value_range)])
+        return T.Compose([*self.geometry(), T.ToTensor(), *range_transforms(self.value_range)])
 
-    def _open(self, train: bool, download: bool) -> Dataset:
+    def native_tensors(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """uint8 ``(N, C, H, W)`` images and int64 labels read straight from a torchvision
+        dataset's arrays, or ``None`` when they need PIL geometry first."""
+        return None
+
+    def as_tensors(self, dataset: Dataset) -> ImageTensors:
+        """All of ``dataset`` (opened without a transform) as uint8 tensors: through its arrays
+        when the stored images already have the wanted geometry, else through the same PIL
+        geometry as the per-image path, once (``PILToTensor``: uint8, no rounding)."""
+        tensors = self.native_tensors(dataset) if not self.geometry() else None
+        if tensors is None:
+            dataset.transform = T.Compose([*self.geometry(), T.PILToTensor()])
+            images, labels = [], []
+            for x, y in DataLoader(dataset, batch_size=1000, num_workers=self.num_workers):
+                images.append(x)
+                labels.append(torch.as_tensor(y))
+            tensors = torch.cat(images), torch.cat(labels)
+        return ImageTensors(tensors[0].contiguous(), tensors[1].long(), self.value_range)
+
+    def _open(self, train: bool, download: bool, raw: bool = False) -> Dataset:
+        """A split as torchvision opens it: with the per-image transform, or without (``raw``)."""
         try:
-            return self.open_split(train, self.transform, download)
+            return self.open_split(train, None if raw else self.transform, download)
         except RuntimeError as err:
             if "not found" in str(err).lower() or "corrupted" in str(err).lower():
                 raise missing_dataset(self.name, self.data_dir) from err
@@ -122,9 +161,18 @@ class ImageDataModule(BaseDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        full = self._open(train=True, download=False)
-        self.train_set, self.val_set = split_train_val(full, self.val_size, self.split_seed)
-        self.test_set = self._open(train=False, download=False)
+        if not self.in_memory:
+            full = self._open(train=True, download=False)
+            self.train_set, self.val_set = split_train_val(full, self.val_size, self.split_seed)
+            self.test_set = self._open(train=False, download=False)
+            return
+        full = self.as_tensors(self._open(train=True, download=False, raw=True))
+        train, val = split_indices(len(full), self.val_size, self.split_seed)
+        self.train_set, self.val_set = (
+            ImageTensors(full.images[i], full.labels[i], self.value_range)
+            for i in (torch.tensor(train, dtype=torch.long), torch.tensor(val, dtype=torch.long))
+        )
+        self.test_set = self.as_tensors(self._open(train=False, download=False, raw=True))
 
 
 class MNISTDataModule(ImageDataModule):
@@ -137,6 +185,9 @@ class MNISTDataModule(ImageDataModule):
 
     def open_split(self, train, transform, download):
         return self.dataset_cls(self.data_dir, train=train, transform=transform, download=download)
+
+    def native_tensors(self, dataset):
+        return dataset.data.unsqueeze(1), dataset.targets
 
 
 class FashionMNISTDataModule(MNISTDataModule):
@@ -159,6 +210,10 @@ class CIFAR10DataModule(ImageDataModule):
     def open_split(self, train, transform, download):
         return datasets.CIFAR10(self.data_dir, train=train, transform=transform, download=download)
 
+    def native_tensors(self, dataset):
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)  # (N, H, W, C) -> NCHW
+        return images, torch.as_tensor(dataset.targets)
+
 
 class CelebADataModule(ImageDataModule):
     """CelebA (aligned 178x218 images) with its official train / valid / test partition.
@@ -170,6 +225,7 @@ class CelebADataModule(ImageDataModule):
 
     name = "CelebA"
     native_channels = 3
+    fits_in_memory = False
 
     def __init__(
         self,
@@ -187,6 +243,7 @@ class CelebADataModule(ImageDataModule):
             raise ValueError(f"data.crop must be [top, left, height, width], got {list(crop)}")
         self.crop, self.center_crop = crop, center_crop
         kwargs.setdefault("val_size", 0)
+        kwargs.setdefault("in_memory", False)
         super().__init__(data_dir, image_size=image_size, **kwargs)
 
     def geometry(self):
@@ -236,6 +293,7 @@ class ImageFolderDataModule(ImageDataModule):
     """
 
     name = "image folder"
+    fits_in_memory = False
 
     def __init__(
         self,
@@ -244,12 +302,14 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int = 3,
         val_size: int = 0,
         split_seed: int | None = 0,
+        in_memory: bool = False,
         **kwargs,
     ):
         super().__init__(
             data_dir,
             image_size=image_size,
             channels=channels,
+            in_memory=in_memory,
             val_size=val_size,
             split_seed=split_seed,
             **kwargs,

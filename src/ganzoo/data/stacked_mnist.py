@@ -6,6 +6,8 @@ matching MNIST split (train from MNIST's training part, val from its held-out pa
 MNIST's test set), so the data is the same on every machine for a given seed. The single-digit
 data stays available as ``digits`` (an :class:`~ganzoo.data.MNISTDataModule` in [0, 1]): the
 evaluation suite trains its per-channel classifier there.
+
+Only the digits (uint8) and the triples' indices are stored; a batch is stacked when it is served.
 """
 
 from __future__ import annotations
@@ -15,38 +17,45 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 
-from ganzoo.data.base import BaseDataModule, ToRange, check_value_range
+from ganzoo.data.base import BaseDataModule, check_value_range
 from ganzoo.data.images import MNISTDataModule
+from ganzoo.data.memory import MemoryDataset, to_value_range
 
 
-class StackedDigits(Dataset):
-    """``(image, label)`` items: image ``i`` stacks ``digits[index[i, c]]`` as channel ``c``."""
+class StackedDigits(MemoryDataset):
+    """``(image, label)`` items: image ``i`` stacks ``digits[index[i, c]]`` as channel ``c``.
 
-    def __init__(self, digits: Tensor, labels: Tensor, index: Tensor, to_range: ToRange):
-        self.digits, self.labels, self.index, self.to_range = digits, labels, index, to_range
+    Args:
+        digits: uint8 ``(M, H, W)`` single digits; labels: their int64 classes ``(M,)``.
+        index: int64 ``(N, channels)`` digit indices of each stacked image.
+        value_range: ``[0, 1]`` or ``[-1, 1]``.
+    """
+
+    def __init__(self, digits: Tensor, labels: Tensor, index: Tensor, value_range):
+        self.digits, self.labels, self.index = digits, labels.long(), index.long()
+        self.value_range = value_range
+        places = 10 ** torch.arange(index.shape[1] - 1, -1, -1, device=index.device)
+        self.places = places  # label = sum of digit * 10^(channels - 1 - c)
 
     def __len__(self) -> int:
         return self.index.shape[0]
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        idx = self.index[i]
-        image = self.digits[idx].float().div(255.0)  # (channels, H, W) in [0, 1]
-        label = 0
-        for digit in self.labels[idx].tolist():
-            label = 10 * label + digit
-        return self.to_range(image), label
+    @property
+    def device(self) -> torch.device:
+        return self.index.device
 
+    def gather(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        triples = self.index[index]  # (B, channels)
+        images = to_value_range(self.digits[triples], self.value_range)  # (B, channels, H, W)
+        return images, (self.labels[triples] * self.places).sum(1)
 
-@torch.no_grad()
-def _digit_tensors(dataset: Dataset) -> tuple[Tensor, Tensor]:
-    """All items of a single-digit split as uint8 ``(N, H, W)`` images and int64 labels."""
-    xs, ys = [], []
-    for x, y in DataLoader(dataset, batch_size=2000, num_workers=0):
-        xs.append(x[:, 0].mul(255.0).round().to(torch.uint8))
-        ys.append(y.long())
-    return torch.cat(xs), torch.cat(ys)
+    def to(self, device) -> StackedDigits:
+        if torch.device(device) == self.device:
+            return self
+        return StackedDigits(
+            self.digits.to(device), self.labels.to(device), self.index.to(device), self.value_range
+        )
 
 
 class StackedMNISTDataModule(BaseDataModule):
@@ -58,6 +67,8 @@ class StackedMNISTDataModule(BaseDataModule):
         num_channels: digits per image (3: 1,000 modes).
         value_range: ``[0, 1]`` or ``[-1, 1]``.
         val_size, split_seed: MNIST's own train / validation split (see :class:`MNISTDataModule`).
+        in_memory, shuffle_seed: batches stacked on the device in a seeded order (default), or a
+            ``DataLoader`` with ``num_workers`` workers (see :class:`~ganzoo.data.BaseDataModule`).
     """
 
     name = "StackedMNIST"
@@ -81,12 +92,16 @@ class StackedMNISTDataModule(BaseDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         drop_last: bool = True,
+        in_memory: bool = True,
+        shuffle_seed: int | None = None,
     ):
         super().__init__(
             batch_size=batch_size,
             num_workers=num_workers,
             pin_memory=pin_memory,
             drop_last=drop_last,
+            in_memory=in_memory,
+            shuffle_seed=shuffle_seed,
         )
         if channels is not None and channels != num_channels:
             raise ValueError(
@@ -109,6 +124,7 @@ class StackedMNISTDataModule(BaseDataModule):
             val_size=val_size,
             split_seed=split_seed,
             num_workers=0,
+            in_memory=True,
         )
 
     def prepare_data(self) -> None:
@@ -118,7 +134,6 @@ class StackedMNISTDataModule(BaseDataModule):
         if self.train_set is not None:
             return
         self.digits.setup(stage)
-        to_range = ToRange(*self.value_range)
         sets = {}
         for offset, split in enumerate(("train", "val", "test")):
             source = getattr(self.digits, f"{split}_set")
@@ -126,8 +141,7 @@ class StackedMNISTDataModule(BaseDataModule):
             if n == 0 or source is None or len(source) == 0:
                 sets[split] = None
                 continue
-            images, labels = _digit_tensors(source)
             generator = torch.Generator().manual_seed(self.seed + offset)
-            index = torch.randint(len(images), (n, self.num_channels), generator=generator)
-            sets[split] = StackedDigits(images, labels, index, to_range)
+            index = torch.randint(len(source), (n, self.num_channels), generator=generator)
+            sets[split] = StackedDigits(source.images[:, 0], source.labels, index, self.value_range)
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import TensorDataset
 
 from ganzoo.data.base import BaseDataModule
+from ganzoo.data.memory import PointTensors
 
 
 def ring_modes(num_modes: int = 8, radius: float = 1.0) -> Tensor:
@@ -32,7 +32,11 @@ def sample_mixture(modes: Tensor, std: float, n: int, generator: torch.Generator
 
 
 class GaussianMixtureDataModule(BaseDataModule):
-    """Fixed train / validation / test sets drawn from a Gaussian mixture with a seed."""
+    """Fixed train / validation / test sets drawn from a Gaussian mixture with ``seed``.
+
+    The points stay in memory; with ``in_memory`` (default) batches are served from the model's
+    device in an order seeded with ``shuffle_seed`` (see :class:`~ganzoo.data.BaseDataModule`).
+    """
 
     value_range = None
 
@@ -48,8 +52,15 @@ class GaussianMixtureDataModule(BaseDataModule):
         num_workers: int = 0,
         shape: Sequence[int] | None = None,
         value_range: None = None,
+        in_memory: bool = True,
+        shuffle_seed: int | None = None,
     ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            in_memory=in_memory,
+            shuffle_seed=shuffle_seed,
+        )
         if value_range is not None:
             raise ValueError(
                 "data.value_range must be null for 2D mixtures: their samples are unbounded"
@@ -69,9 +80,9 @@ class GaussianMixtureDataModule(BaseDataModule):
         g = torch.Generator().manual_seed(self.seed)
         train, val, test = (sample_mixture(self.modes, self.std, n, g) for n in self.sizes)
         self.train_set, self.val_set, self.test_set = (
-            TensorDataset(train),
-            TensorDataset(val),
-            TensorDataset(test),
+            PointTensors(train),
+            PointTensors(val),
+            PointTensors(test),
         )
 
 

@@ -102,6 +102,8 @@ class AlphaGAN(GenerativeModel):
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.
+        compile: ``model.compile``, ``torch.compile`` every network before training (false, true
+            or ``torch.compile`` keyword arguments; see ``GenerativeModel.configure_model``).
     """
 
     has_encoder = True
@@ -127,6 +129,7 @@ class AlphaGAN(GenerativeModel):
         lr_scheduler: dict[str, Any] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
+        compile: bool | dict[str, Any] = False,
     ):
         # Set before the base class checks model.optimizer against the players.
         self.players = JOINT_PLAYERS if joint_encoder_generator else SEPARATE_PLAYERS
@@ -138,6 +141,7 @@ class AlphaGAN(GenerativeModel):
             lr_scheduler=lr_scheduler,
             num_fixed_samples=num_fixed_samples,
             ema=ema,
+            compile=compile,
         )
         self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         self.schedule = _check_schedule(schedule, self.players)

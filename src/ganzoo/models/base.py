@@ -117,6 +117,7 @@ class GenerativeModel(pl.LightningModule):
         lr_scheduler: Mapping[str, Any] | None,
         num_fixed_samples: int,
         ema: Mapping[str, Any] | None = None,
+        compile: bool | Mapping[str, Any] = False,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -172,6 +173,25 @@ class GenerativeModel(pl.LightningModule):
         self.batch_losses: list[tuple[Any, Tensor]] = []
         self._batch_ended = True
         self._rng_to_restore: dict[str, Any] | None = None
+        #: ``model.compile``: false, true, or ``torch.compile`` keyword arguments (a mapping).
+        self.compile_networks = plain(compile)
+
+    # --- model.compile -------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        """``model.compile``: every network wrapped in ``torch.compile`` before training, in place
+        (``nn.Module.compile``: parameter names, hence checkpoints, stay those of the plain
+        networks). A discriminator's ``forward_with_features`` (VAE/GAN) is compiled as well."""
+        if not self.compile_networks or getattr(self, "_networks_compiled", False):
+            return
+        options = self.compile_networks if isinstance(self.compile_networks, Mapping) else {}
+        for net in self.children():
+            if isinstance(net, Prior) or net is self.ema:  # the averages stay plain copies
+                continue
+            net.compile(**options)
+            if callable(getattr(net, "forward_with_features", None)):
+                net.forward_with_features = torch.compile(net.forward_with_features, **options)
+        self._networks_compiled = True
 
     # --- players and optimizers -----------------------------------------------------------
 

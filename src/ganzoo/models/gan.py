@@ -41,6 +41,8 @@ class GAN(GenerativeModel):
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.
+        compile: ``model.compile``, ``torch.compile`` every network before training (false, true
+            or ``torch.compile`` keyword arguments; see ``GenerativeModel.configure_model``).
     """
 
     players = ("discriminator", "generator")
@@ -59,6 +61,7 @@ class GAN(GenerativeModel):
         lr_scheduler: dict[str, Any] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
+        compile: bool | dict[str, Any] = False,
     ):
         super().__init__(
             latent_dim=latent_dim,
@@ -67,6 +70,7 @@ class GAN(GenerativeModel):
             lr_scheduler=lr_scheduler,
             num_fixed_samples=num_fixed_samples,
             ema=ema,
+            compile=compile,
         )
         self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         if schedule not in ("alternating", "simultaneous"):
