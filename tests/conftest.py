@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -221,3 +224,19 @@ def count_steps(model) -> dict[str, int]:
 
 def resolved(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def ganzoo_train(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``ganzoo-train <args>`` as a user runs it, output to pipes (as under nohup or SLURM),
+    without the environment's HYDRA_FULL_ERROR or PYTHONWARNINGS."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ganzoo.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from conftest import ganzoo_train
 from ganzoo.train import objective
 
 TINY_RING = [
@@ -19,19 +15,6 @@ TINY_RING = [
     "+trainer.enable_progress_bar=false",
     "callbacks.mode_coverage.num_samples=100",
 ]
-
-
-def ganzoo_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "ganzoo.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_run_dir_is_honoured_and_holds_checkpoint_logs_and_samples(tmp_path):

@@ -1,4 +1,4 @@
-"""The in-memory data path (DESIGN.md, contract 1): batches by index from tensors on the device,
+"""The in-memory data path: batches by index from tensors on the device,
 a seeded order per epoch, DDP shards, and an exact mid-epoch resume through a real Trainer."""
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def test_uneven_shards_are_padded_as_distributed_sampler_pads():
     assert set(orders[0]) | set(orders[1]) == set(range(n))
 
 
-# --- with the reliability branch's exact resume (DESIGN.md, contract 2) ---------------------
+# --- exact resume: random states and the data position in checkpoints ---------------------------
 
 
 @pytest.mark.parametrize("family", ["gan_alternating", "vaegan_gate", "alphagan_separate"])

@@ -4,9 +4,6 @@ writes its SQLite study in the sweep directory, and the same command again resum
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from conftest import ganzoo_train
 from ganzoo.config import config_dir
 
 optuna = pytest.importorskip("optuna")
@@ -26,19 +24,6 @@ TINY = [
     "callbacks.mode_coverage.num_samples=100",
     "+trainer.enable_progress_bar=false",
 ]
-
-
-def ganzoo_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "ganzoo.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def hydra_config(*overrides: str):
@@ -91,7 +76,7 @@ def test_a_search_writes_its_sqlite_study_and_resumes_it(tmp_path):
     args = ["experiment=gan_ring", "hparams_search=optuna_ring", *TINY, "paths.log_dir=logs"]
     sweep_dir = tmp_path / "logs" / "gan_ring" / "optuna" / "gan_ring"
 
-    first = ganzoo_train(*args, "hydra.sweeper.n_trials=3", cwd=tmp_path)
+    first = ganzoo_train(*args, "hydra.sweeper.n_trials=3", cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "setup plugin alembic" not in first.stdout + first.stderr  # optuna's storage chatter
     trials = study(sweep_dir).trials
@@ -106,7 +91,7 @@ def test_a_search_writes_its_sqlite_study_and_resumes_it(tmp_path):
     assert len(jobs) == 3 and all((j / "checkpoints" / "last.ckpt").is_file() for j in jobs)
 
     # The same command again (here with 2 more trials): the finished trials are loaded, not redone.
-    second = ganzoo_train(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    second = ganzoo_train(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = study(sweep_dir).trials
     assert [t.state.name for t in resumed] == ["COMPLETE"] * 5

@@ -4,15 +4,14 @@ warnings kept, and a few plain progress lines per epoch when stdout is not a ter
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
-import sys
 import warnings
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import ganzoo_train
 from ganzoo.callbacks.hydra_callbacks import (
     SILENCED_LOGS,
     SILENCED_WARNINGS,
@@ -28,20 +27,6 @@ RING = [
     "trainer.max_epochs=1",
     "logger=mlflow",  # MLflow's database set-up chatter is silenced too
 ]
-
-
-def ganzoo_train(*args: str, cwd) -> subprocess.CompletedProcess:
-    """``ganzoo-train`` with stdout and stderr to pipes, as under nohup or SLURM."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "ganzoo.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")

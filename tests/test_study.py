@@ -220,3 +220,18 @@ def test_a_preempted_job_stops_the_study_and_resumes_exactly_where_it_was(
     assert run_study(monkeypatch, *one) == 0
     assert fits == ["gan/seed_0"]  # resumed from interrupted.ckpt, then evaluated
     assert (d / "gan" / "seed_0" / "metrics.json").is_file()
+
+
+def test_report_counts_jobs_not_started_as_pending_not_failed(tmp_path, capsys):
+    """A study cut short: the report shows the finished seed and lists the rest as pending."""
+    (tmp_path / "study.yaml").write_text(
+        "name: cut\nfamilies: {gan: {experiment: gan_ring}}\nseeds: [0, 1]\nmetrics: {modes: max}\n"
+    )
+    job = tmp_path / "gan" / "seed_0"
+    job.mkdir(parents=True)
+    (job / "metrics.json").write_text(json.dumps({"metrics": {"modes": {"value": 7}}}))
+    assert report_mod.main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "| gan | **7 (1)** |" in printed
+    assert "PENDING gan/seed_1: not started" in printed and "FAILED" not in printed
+    assert "1 of 2 jobs finished" in (tmp_path / "report.md").read_text()

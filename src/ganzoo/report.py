@@ -41,6 +41,8 @@ class Job:
     dir: Path
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
+    #: Not failed, not finished: unfinished (a checkpoint, no metrics) or not started.
+    pending: bool = False
 
     @property
     def name(self) -> str:
@@ -68,6 +70,7 @@ def find_jobs(study_dir: Path) -> list[Job]:
                 job.metrics = json.loads((seed_dir / METRICS_FILE).read_text())["metrics"]
             except (OSError, ValueError, KeyError):
                 job.error = "unfinished: no metrics.json (run the study again to resume it)"
+                job.pending = True
         jobs.append(job)
     return sorted(jobs, key=lambda j: (j.family, j.seed))
 
@@ -106,7 +109,11 @@ class Report:
 
     @property
     def failed(self) -> list[Job]:
-        return [j for j in self.jobs if j.error]
+        return [j for j in self.jobs if j.error and not j.pending]
+
+    @property
+    def pending(self) -> list[Job]:
+        return [j for j in self.jobs if j.pending]
 
     def cell(self, family: str, metric: str) -> str:
         stats = self.rows[family].get(metric)
@@ -138,6 +145,8 @@ class Report:
         out += self.table()
         for job in self.failed:
             out.append(f"FAILED {job.name}: {job.error}")
+        for job in self.pending:
+            out.append(f"PENDING {job.name}: {job.error}")
         out += [""] + [f"Report:       {p}" for p in self.files if p.suffix == ".md"]
         out += [f"Picture:      {p}" for p in self.files if p.suffix == ".png"]
         out.append(f"TensorBoard:  tensorboard --logdir {self.study_dir}")
@@ -156,6 +165,15 @@ def build_report(study_dir: Path) -> Report:
         raise FileNotFoundError(
             f"{study_dir} holds no <family>/seed_<n> job directories: is it a study's directory?"
         )
+    found = {(j.family, j.seed) for j in jobs}
+    for family in study.get("families") or {}:  # jobs of the study that have not started yet
+        for seed in study.get("seeds") or []:
+            if (family, int(seed)) not in found:
+                missing = Job(family, int(seed), study_dir / family / f"seed_{int(seed)}")
+                missing.error = "not started (run the study again to resume it)"
+                missing.pending = True
+                jobs.append(missing)
+    jobs.sort(key=lambda j: (j.family, j.seed))
     columns = dict(study.get("metrics") or {})
     if not columns:  # every scalar metric, higher taken as better
         names = {m for j in jobs for m in j.metrics if j.value(m) is not None}
@@ -243,6 +261,8 @@ def read_curve(job_dir: Path, tag: str) -> list[tuple[float, float]]:
     a GAN, four for alpha-GAN), so the x axis is the epoch that Lightning logs beside it."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    if not job_dir.is_dir():  # a job that has not started
+        return []
     quiet = logging.getLogger("tensorboard")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # not one "No path found after <file>" line per job

@@ -70,7 +70,7 @@ class BaseDataModule(pl.LightningDataModule):
 
     With ``in_memory`` the sets are :class:`~ganzoo.data.memory.MemoryDataset`s and the loaders
     :class:`~ganzoo.data.memory.InMemoryBatches` on the model's device, each rank its own shard,
-    the training order seeded with ``shuffle_seed`` (DESIGN.md, contract 1); else torch
+    the training order seeded with ``shuffle_seed``; else torch
     ``DataLoader``s over the sets with ``num_workers`` worker processes.
     """
 

@@ -5,7 +5,7 @@ a few hundred MB as uint8) are read once. Images stay uint8 and become floats in
 range one batch at a time, on the device, with the same arithmetic as torchvision's ``ToTensor``
 and ``Normalize`` (so both paths give the same values). No worker processes, no per-image Python.
 
-:class:`InMemoryBatches` is what ``train_dataloader()`` returns then (DESIGN.md, contract 1): an
+:class:`InMemoryBatches` is what ``train_dataloader()`` returns then: an
 iterable of ``(x, y)`` batches with ``__len__`` and ``state_dict`` / ``load_state_dict``, which
 Lightning's fit loop saves in every checkpoint and restores on resume (stateful iterables of its
 ``CombinedLoader``), so a run resumed from a checkpoint written after batch ``b`` of epoch ``e``
