@@ -134,7 +134,9 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
     changed = [*TINY, "study.epochs=2"]
     assert run_study(monkeypatch, *changed, f"study.dir={d}") == 1
     assert fits == []
-    assert "another config" in (d / "gan" / "seed_0" / "error.txt").read_text()
+    refused = (d / "gan" / "seed_0" / "error.txt").read_text().splitlines()[0]
+    assert "another config" in refused
+    assert "-  max_epochs: 1; +  max_epochs: 2" in refused  # names what changed
 
 
 def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, monkeypatch, fits, capsys):

@@ -22,6 +22,7 @@ report, the table is printed, and the exit status is 1 if any job failed.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import os
@@ -51,7 +52,7 @@ STUDY_FILE = "study.yaml"
 REFERENCE_DIR = "reference"
 #: Keys of a job's train config that do not change what is trained (excluded from the
 #: comparison that protects a resumed job from running under another config).
-NOT_COMPARED = ("paths", "hydra", "ckpt_path", "callbacks", "logger")
+NOT_COMPARED = ("paths", "hydra", "ckpt_path", "logger")
 
 
 def cpu_count() -> int:
@@ -116,7 +117,8 @@ def job_overrides(study: DictConfig, family: str, seed: int) -> list[str]:
 
 
 def compared_config(cfg: DictConfig) -> str:
-    """What a job trains, as YAML: the train config less paths, loggers and callbacks."""
+    """What a job trains, as YAML: the train config less paths and loggers, unresolved (so
+    directories interpolated from ``paths`` compare equal)."""
     plain = OmegaConf.to_container(cfg, resolve=False)
     for key in NOT_COMPARED:
         plain.pop(key, None)
@@ -189,9 +191,17 @@ def run_job(cfg: DictConfig) -> str:
         wanted = compared_config(train_cfg)
         saved = job_dir / CONFIG_FILE
         if saved.is_file() and saved.read_text() != wanted:
+            changed = [
+                line
+                for line in difflib.unified_diff(
+                    saved.read_text().splitlines(), wanted.splitlines(), lineterm="", n=0
+                )
+                if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            ]
             raise ValueError(
-                f"{job_dir} holds a job trained under another config (compare {saved} with "
-                "this study's): choose a new study.dir, or delete that job directory"
+                f"{job_dir} holds a job trained under another config ({saved} vs this "
+                f"study's: {'; '.join(changed[:4])}): choose a new study.dir, or delete that "
+                "job directory"
             )
         (job_dir / ERROR_FILE).unlink(missing_ok=True)
         if is_complete(job_dir):
