@@ -281,12 +281,25 @@ def read_curve(job_dir: Path, tag: str) -> list[tuple[float, float]]:
     ]
 
 
-def plot_metrics(report: Report, path: Path) -> Path | None:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (studies run without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_metrics(report: Report, path: Path) -> Path | None:
+    plt = _pyplot()
     cols = [m for m in report.columns if any(m in r for r in report.rows.values())]
     if not cols:
         return None
@@ -307,21 +320,14 @@ def plot_metrics(report: Report, path: Path) -> Path | None:
             ax.scatter([i + o for o in offsets], values, s=14, zorder=3)
         ax.set_xticks(range(1, len(families) + 1), families, rotation=20)
         ax.set_title(f"{metric} ({report.columns[metric]} is better)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_curves(report: Report, path: Path) -> Path | None:
     tag = report.study.get("curve")
     if not tag:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     colours = {f: f"C{i}" for i, f in enumerate(report.rows)}
     drawn = False
@@ -342,19 +348,13 @@ def plot_curves(report: Report, path: Path) -> Path | None:
     ax.set_ylabel(tag)
     ax.legend(fontsize=8)
     ax.set_title(f"{tag}, every job", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_samples(report: Report, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
 
+    plt = _pyplot()
     shown = []
     for family in report.rows:
         job = median_job(report, family)
@@ -368,10 +368,7 @@ def plot_samples(report: Report, path: Path) -> Path | None:
         ax.imshow(mpimg.imread(grid), cmap="gray")
         ax.set_title(f"{job.name} ({grid.stem})", fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_report(study_dir: Path, out: Path | None = None) -> Report:
