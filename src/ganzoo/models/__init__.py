@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ganzoo.models.alphagan import AlphaGAN
-from ganzoo.models.base import CHECKPOINT_FORMAT, GenerativeModel
+from ganzoo.models.base import GenerativeModel, newer_format
 from ganzoo.models.gan import GAN
 from ganzoo.models.vaegan import VAEGAN
 
@@ -69,12 +69,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} holds a model of family {meta['family']!r}, unknown to this ganzoo "
             f"(it has {sorted(FAMILIES)})"
         )
-    version = meta.get("format", 1)
-    if version > CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} has ganzoo checkpoint format {version}, newer than this ganzoo reads "
-            f"({CHECKPOINT_FORMAT}): upgrade ganzoo"
-        )
+    too_new = newer_format(meta)
+    if too_new:
+        raise CheckpointError(f"{path} has {too_new}")
     return checkpoint
 
 

@@ -59,6 +59,17 @@ def module_args(init_locals: Mapping[str, Any]) -> list[str]:
 CHECKPOINT_FORMAT = 2
 
 
+def newer_format(meta: dict[str, Any]) -> str | None:
+    """Why a checkpoint's ``ganzoo`` entry is too new for this ganzoo (``None`` if it is not)."""
+    version = meta.get("format", 1)
+    if version > CHECKPOINT_FORMAT:
+        return (
+            f"ganzoo checkpoint format {version}, newer than this ganzoo reads "
+            f"({CHECKPOINT_FORMAT}): upgrade ganzoo"
+        )
+    return None
+
+
 def rng_state() -> dict[str, Any]:
     """The state of every global generator training draws from (torch CPU and CUDA, NumPy, Python),
     in types that ``torch.load(weights_only=True)`` reads."""
@@ -343,12 +354,9 @@ class GenerativeModel(pl.LightningModule):
                 f"this checkpoint holds a {family} model, not a {type(self).__name__}: "
                 f"load it with ganzoo.models.{family}"
             )
-        version = saved.get("format", 1)
-        if version > CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"this checkpoint has ganzoo checkpoint format {version}, newer than this ganzoo "
-                f"reads ({CHECKPOINT_FORMAT}): upgrade ganzoo"
-            )
+        too_new = newer_format(saved)
+        if too_new:
+            raise ValueError(f"this checkpoint has {too_new}")
         self.batches_seen = int(saved.get("batches_seen", 0))
         self._attach_ema()  # before the state dict, which holds the averages, is loaded
         self.run_config = saved.get("run_config")
