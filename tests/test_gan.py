@@ -107,6 +107,53 @@ def test_simultaneous_step_takes_each_gradient_from_its_own_cost(make_cfg):
         assert_close(got.detach(), want)
 
 
+def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
+    """With model.r1_gamma, D's SGD step is that of D's loss plus gamma / 2 E ||grad_x D(x)||^2
+    on the real batch (Mescheder et al. 2018), gradients taken at the same parameters."""
+    gamma, lr = 4.0, 0.1
+    cfg = make_cfg(
+        *RING,
+        *quick_overrides(batches=1),
+        f"model.r1_gamma={gamma}",
+        "model/optimizer=goodfellow_sgd",
+        "model.optimizer.discriminator.momentum=0.0",
+    )
+    dm, model, trainer = build_run(cfg)
+    dm.setup("fit")
+    x = next(iter(dm.train_dataloader()))[0]
+    D0 = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+
+    torch.manual_seed(123)
+    with torch.no_grad():
+        fake = model.generator(model.prior.sample(x.shape[0]))
+    xr = x.clone().requires_grad_(True)
+    real_logits, fake_logits = model.discriminator(xr), model.discriminator(fake)
+    (grad_x,) = torch.autograd.grad(real_logits.sum(), xr, create_graph=True)
+    loss_d = (
+        torch.nn.functional.softplus(-real_logits).mean()
+        + torch.nn.functional.softplus(fake_logits).mean()
+        + gamma / 2 * grad_x.pow(2).sum(1).mean()
+    )
+    gd = torch.autograd.grad(loss_d, list(model.discriminator.parameters()))
+    want = [p.detach() - lr * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)]
+    model.discriminator.load_state_dict(D0)
+
+    class SameNoise(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            torch.manual_seed(123)
+
+    class FixedBatch(pl.LightningDataModule):
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(x), batch_size=len(x))
+
+    model.train()
+    trainer.callbacks.append(SameNoise())
+    trainer.fit(model, datamodule=FixedBatch())
+    for got, w in zip(model.discriminator.parameters(), want, strict=True):
+        assert_close(got.detach(), w)
+    assert model.r1_gamma == gamma
+
+
 def test_output_bias_from_marginals(make_cfg, fake_mnist):
     cfg = make_cfg(
         "experiment=goodfellow2014_mnist",

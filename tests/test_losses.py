@@ -52,3 +52,12 @@ def test_losses_are_finite_for_extreme_logits():
         losses.g_loss_nonsaturating(big),
     ):
         assert torch.isfinite(value)
+
+
+def test_r1_penalty_of_a_quadratic_critic_is_its_closed_form():
+    """D(x) = a . x^2 has grad 2 a x, so E ||grad||^2 = mean over samples of sum_j 4 a_j^2 x_j^2."""
+    a = torch.tensor([0.5, -2.0, 1.5])
+    x = torch.randn(7, 3, requires_grad=True)
+    logits = (x.pow(2) * a).sum(1)
+    want = (4 * a.pow(2) * x.detach().pow(2)).sum(1).mean()
+    assert_close(losses.r1_penalty(logits, x), want)

@@ -217,3 +217,14 @@ def gradient_penalty(
     xhat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(xhat).sum(), xhat, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+    """R1 regulariser ``E ||grad_x D(x)||^2`` on real data (Mescheder et al. 2018, "Which Training
+    Methods for GANs do actually Converge?"); D's loss adds ``gamma / 2`` times it.
+
+    ``real`` must require grad and ``real_logits`` be D's logits of it; the graph is kept so the
+    penalty can be back-propagated into D.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()

@@ -84,7 +84,7 @@ class EpochCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class CheckpointOnException(pl.Callback):
@@ -121,7 +121,7 @@ class CheckpointOnException(pl.Callback):
         )
         if batch_end and hasattr(pl_module, "end_batch"):
             pl_module.end_batch()  # the module's on_train_batch_end did not run yet
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         # Stopped inside validation: its draws so far are not in the checkpoint's account.
         exact = (between or batch_end) and not trainer.validating
         self.saved, self.exact = self.path.resolve(), exact

@@ -253,6 +253,24 @@ class GenerativeModel(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self.batch_losses = []
         self._batch_ended = False
+        trainer = self.trainer
+        self._quiet_batch = not (
+            trainer._logger_connector.should_update_logs
+            or batch_idx == 0
+            or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        )
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """``LightningModule.log``, except in a training batch whose logs Lightning does not
+        write (it writes every ``trainer.log_every_n_steps``-th): then nothing is recorded.
+
+        Per-batch ``self.log`` calls were the main cost of a small step beyond the networks'
+        work (docs/performance.md). The first and last batch of every epoch are always recorded,
+        so the progress line and ``callback_metrics`` always hold this epoch's values.
+        """
+        if getattr(self, "_quiet_batch", False):
+            return
+        super().log(name, value, *args, **kwargs)
 
     def end_batch(self) -> None:
         """Book-keeping of a finished training batch, once: per-batch schedulers step, the batch
@@ -261,6 +279,7 @@ class GenerativeModel(pl.LightningModule):
         if self._batch_ended:
             return
         self._batch_ended = True
+        self._quiet_batch = False
         # Manual optimization leaves schedulers to us: per-batch schedules step here, once a batch.
         scheds = self.lr_schedulers()
         for sched in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):

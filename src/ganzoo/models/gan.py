@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ganzoo import losses
 from ganzoo.models.base import GenerativeModel, build, module_args
 
 Schedule = Literal["alternating", "simultaneous"]
@@ -37,6 +38,8 @@ class GAN(GenerativeModel):
         schedule: ``alternating`` (Algorithm 1) or ``simultaneous`` (pylearn2's single step).
         k: discriminator steps per generator step (``alternating`` only).
         d_loss_weight: factor on D's loss; Goodfellow's code uses 0.5.
+        r1_gamma: weight gamma of the R1 penalty ``gamma / 2 E ||grad_x D(x)||^2`` on real data
+            added to D's loss (Mescheder et al. 2018); 0 is off (the paper's GAN).
         lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
@@ -58,6 +61,7 @@ class GAN(GenerativeModel):
         schedule: Schedule = "alternating",
         k: int = 1,
         d_loss_weight: float = 1.0,
+        r1_gamma: float = 0.0,
         lr_scheduler: dict[str, Any] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
@@ -92,6 +96,9 @@ class GAN(GenerativeModel):
         self.schedule = schedule
         self.k = k
         self.d_loss_weight = d_loss_weight
+        if r1_gamma < 0:
+            raise ValueError(f"model.r1_gamma must be >= 0 (0 is off), got {r1_gamma}")
+        self.r1_gamma = r1_gamma
 
     def setup(self, stage: str) -> None:
         # Goodfellow's init_sigmoid_bias_from_marginals: networks that ask for it get the
@@ -117,8 +124,9 @@ class GAN(GenerativeModel):
         with self.toggled_optimizer(opt["discriminator"]):
             with torch.no_grad():
                 fake = self.generator(self.prior.sample(x.shape[0]))
+            x = self._r1_input(x)
             real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
-            loss_d = self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits)
+            loss_d = self._d_loss(x, real_logits, fake_logits)
             self._step(opt["discriminator"], loss_d)
         self._log_d(loss_d, real_logits, fake_logits)
 
@@ -139,8 +147,9 @@ class GAN(GenerativeModel):
         """
         opt = self.player_optimizers()
         fake = self.generator(self.prior.sample(x.shape[0]))
+        x = self._r1_input(x)
         real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
-        loss_d = self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits)
+        loss_d = self._d_loss(x, real_logits, fake_logits)
         loss_g = self.g_loss_fn(fake_logits)
 
         with self.toggled_optimizer(opt["discriminator"]):
@@ -151,6 +160,19 @@ class GAN(GenerativeModel):
         opt["generator"].step()
         self._log_d(loss_d, real_logits, fake_logits)
         self.log("train/loss_g", loss_g, prog_bar=True)
+
+    def _r1_input(self, x: Tensor) -> Tensor:
+        """The real batch, made to require grad when the R1 penalty needs its gradient."""
+        return x.detach().requires_grad_(True) if self.r1_gamma > 0 else x
+
+    def _d_loss(self, x: Tensor, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """D's loss (times ``d_loss_weight``), plus ``r1_gamma / 2`` times the R1 penalty."""
+        loss_d = self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits)
+        if self.r1_gamma > 0:
+            penalty = losses.r1_penalty(real_logits, x)
+            self.log("train/r1", penalty.detach())
+            loss_d = loss_d + 0.5 * self.r1_gamma * penalty
+        return loss_d
 
     def _log_d(self, loss_d: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
         self.log_dict(
