@@ -25,7 +25,7 @@ def _train_compiled(experiment: str, compile_value: str, make_cfg, tmp_path):
     ckpt = torch.load(tmp_path / experiment / "checkpoints" / "last.ckpt", weights_only=False)
     # Compiled in place: the checkpoint holds the plain networks' parameter names.
     assert not any("_orig_mod" in k for k in ckpt["state_dict"])
-    assert ckpt["hyper_parameters"]["compile"] not in (False, None)
+    assert ckpt["ganzoo"]["model"]["compile"] not in (False, None)
     return metrics
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -220,9 +221,7 @@ class TinyAutoencoder(GenerativeModel):
         super().__init__(
             latent_dim=latent_dim,
             prior=None,
-            optimizer={
-                "autoencoder": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
-            },
+            optimizer={"autoencoder": functools.partial(torch.optim.Adam, lr=1e-3)},
             lr_scheduler=None,
             num_fixed_samples=4,
         )

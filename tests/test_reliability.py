@@ -436,16 +436,12 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, tuple[Path, str]]:
         ("unknown_family", lambda c: c["ganzoo"].update(family="DiffusionGAN"), "unknown"),
         ("newer_format", lambda c: c["ganzoo"].update(format=99), "newer than this ganzoo"),
         (
-            "older_format",
-            lambda c: c["hyper_parameters"].pop("generator"),
-            "older format",
+            "unbuildable",
+            lambda c: c["ganzoo"]["model"].pop("generator"),
+            "cannot rebuild",
         ),
     ):
-        ckpt = {
-            **raw,
-            "ganzoo": dict(raw["ganzoo"]),
-            "hyper_parameters": dict(raw["hyper_parameters"]),
-        }
+        ckpt = {**raw, "ganzoo": {**raw["ganzoo"], "model": dict(raw["ganzoo"]["model"])}}
         change(ckpt)
         torch.save(ckpt, root / f"{name}.ckpt")
         files[name] = (root / f"{name}.ckpt", words)
@@ -462,7 +458,7 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, tuple[Path, str]]:
         "no_ganzoo",
         "unknown_family",
         "newer_format",
-        "older_format",
+        "unbuildable",
     ],
 )
 def test_load_checkpoint_names_the_file_and_what_is_wrong(kind, bad_checkpoints):

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import StepWatcher, count_steps, quick_overrides
 from ganzoo import losses
+from ganzoo.models import build_model
 from ganzoo.models.vaegan import VAEGAN, gated_step
 from ganzoo.nets.vaegan import (
     ConvDecoder,
@@ -195,7 +196,7 @@ def tiny_model(opt: str = "torch.optim.SGD", lr: float = 0.0, loss=None, **kwarg
         num_fixed_samples=4,
     )
     torch.manual_seed(0)
-    return VAEGAN(**(nets | defaults | kwargs))
+    return build_model({"_target_": "ganzoo.models.vaegan.VAEGAN", **nets, **defaults, **kwargs})
 
 
 def data(n: int = 6, batches: int = 1) -> torch.Tensor:

@@ -3,11 +3,13 @@ does with any encoder family (VAEGAN, AlphaGAN) without depending on either."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
@@ -35,9 +37,7 @@ class TinyAutoencoder(GenerativeModel):
         super().__init__(
             latent_dim=latent_dim,
             prior=None,
-            optimizer={
-                "autoencoder": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-2}
-            },
+            optimizer={"autoencoder": functools.partial(torch.optim.Adam, lr=1e-2)},
             lr_scheduler=None,
             num_fixed_samples=num_fixed_samples,
         )

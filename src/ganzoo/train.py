@@ -55,7 +55,7 @@ from ganzoo.callbacks.guards import (
     signal_name,
 )
 from ganzoo.config import config_dir, report_user_errors
-from ganzoo.models import read_checkpoint
+from ganzoo.models import build_model, read_checkpoint
 
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -63,9 +63,12 @@ def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModu
     datamodule = instantiate(cfg.data)
     if not getattr(datamodule, "download", False):
         datamodule.setup("fit")  # a missing dataset stops the run here, before anything is written
-    model = instantiate(cfg.model, _convert_="all")
+    model = build_model(cfg.model)
     check_compatible(model, datamodule)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if cfg.trainer.get("enable_progress_bar") is False:
+        # callbacks.progress_bar sets the bar's refresh rate; without a bar it has nothing to do.
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:

@@ -37,7 +37,7 @@ from ganzoo.metrics.parzen import (
     select_sigma,
 )
 from ganzoo.metrics.reconstruction import reconstruction_errors
-from ganzoo.models.base import GenerativeModel, build
+from ganzoo.models.base import GenerativeModel
 
 SPLITS = ("train", "val", "test")
 
@@ -177,7 +177,7 @@ class FeatureSpaceMetrics(Metric):
     ``label_histogram``, the share of generated (and real) images per predicted label.
 
     Args:
-        features: the feature network (config or object).
+        features: the feature network (instantiated by Hydra with the metrics config).
         num_real: real images of the evaluation split (at most; ``None``: all).
         num_generated: generated samples.
         precision_recall_k, density_coverage_k: k of the k-NN balls (papers' defaults 3 and 5).
@@ -200,7 +200,7 @@ class FeatureSpaceMetrics(Metric):
         label_histogram: bool = True,
         chunk: int = 2048,
     ):
-        self.features = build(features)
+        self.features = features
         self.num_real, self.num_generated = num_real, num_generated
         self.pr_k, self.dc_k = precision_recall_k, density_coverage_k
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
@@ -430,7 +430,7 @@ class StackedMNISTModes(Metric):
     (``KL(mode histogram || uniform over all triples)``, nats)."""
 
     def __init__(self, features: Any, num_samples: int = 26_000):
-        self.features = build(features)
+        self.features = features
         self.num_samples = num_samples
 
     def skip_reason(self, ctx: EvalContext) -> str | None:

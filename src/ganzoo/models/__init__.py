@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
+import inspect
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from ganzoo.models.alphagan import AlphaGAN
 from ganzoo.models.base import GenerativeModel, newer_format
@@ -26,6 +32,50 @@ def family_class(name: str) -> type[GenerativeModel]:
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}; ganzoo has {sorted(FAMILIES)}")
     return getattr(importlib.import_module(FAMILIES[name]), name)
+
+
+def build_model(config: Mapping[str, Any] | DictConfig) -> GenerativeModel:
+    """Instantiate a ``model`` config with Hydra: the family's ``_target_`` and, recursively, its
+    networks, losses, prior and the players' optimizer and scheduler factories (``_partial_``).
+
+    Errors raised by a class that refuses its settings are re-raised as they are. The resolved
+    config is kept on ``model.model_config`` and saved in every checkpoint, from
+    which :func:`load_checkpoint` builds the same model again.
+    """
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    config = copy.deepcopy(dict(config))
+    try:
+        model = instantiate(config, _convert_="all")
+    except InstantiationException as err:
+        if err.__cause__ is None:
+            raise
+        # The error of the class or network that refused its settings (it names the keys).
+        raise err.__cause__ from None
+    model.model_config = config
+    return model
+
+
+def _config_from_hyper_parameters(family: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The model config of a checkpoint without one: format 1 or 2, whose families kept their
+    constructor arguments (networks, losses and optimizers as ``_target_`` configs) as
+    Lightning's ``hyper_parameters`` and built them themselves (the prior with
+    ``dim=latent_dim``), or a model built in Python that saved its arguments with
+    ``save_hyperparameters``."""
+    if not hparams:
+        raise ValueError(
+            "it holds neither a model config nor hyper-parameters (a model built in Python: "
+            "build it with ganzoo.models.build_model(config) to make its checkpoints loadable)"
+        )
+    config = {"_target_": f"{FAMILIES[family]}.{family}", **copy.deepcopy(dict(hparams))}
+    prior = config.get("prior")
+    if isinstance(prior, Mapping) and "_target_" in prior and "dim" not in prior:
+        latent_dim = config.get("latent_dim")
+        if latent_dim is None:  # the family's default was used, and not stored
+            init = inspect.signature(family_class(family).__init__)
+            latent_dim = init.parameters["latent_dim"].default
+        config["prior"] = {**prior, "dim": latent_dim}
+    return config
 
 
 class CheckpointError(ValueError):
@@ -81,22 +131,32 @@ def _starts_like_zip(path: Path) -> bool:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> GenerativeModel:
-    """Rebuild the model of any family from a ganzoo checkpoint, in eval mode.
+    """Rebuild the model of any family from a ganzoo checkpoint, in eval mode: its model config
+    (saved by :func:`build_model`; older checkpoints: Lightning's ``hyper_parameters``) is
+    instantiated, then the checkpoint's weights, moving averages and counters are loaded.
 
     The run's resolved config (if it was trained by ``ganzoo-train``) is on ``model.run_config``.
     Raises :class:`CheckpointError` (one line, naming the file) for a file it cannot use.
     """
     path = Path(path)
-    meta = read_checkpoint(path)["ganzoo"]
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint["ganzoo"]
+    config = meta.get("model")
     try:
-        model = family_class(meta["family"]).load_from_checkpoint(
-            path, map_location=map_location, weights_only=False
-        )
-    except (TypeError, KeyError, RuntimeError) as err:
+        if config is None:
+            config = _config_from_hyper_parameters(
+                meta["family"], checkpoint.get("hyper_parameters") or {}
+            )
+        model = build_model(config)
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as err:  # a config or state this ganzoo's classes no longer accept
         raise CheckpointError(
-            f"{path} holds a {meta['family']} of an older format that this ganzoo cannot rebuild "
-            f"(format {meta.get('format', 1)}): {str(err).splitlines()[0]}"
+            f"{path} holds a {meta['family']} that this ganzoo cannot rebuild "
+            f"(checkpoint format {meta.get('format', 1)}): {str(err).splitlines()[0]}"
         ) from None
+    if map_location is not None:
+        model = model.to(map_location)
     return model.eval()
 
 
@@ -107,6 +167,7 @@ __all__ = [
     "AlphaGAN",
     "CheckpointError",
     "GenerativeModel",
+    "build_model",
     "family_class",
     "load_checkpoint",
     "read_checkpoint",

@@ -47,7 +47,8 @@ import torch
 from torch import Tensor, nn
 
 from ganzoo.losses import gradient_penalty
-from ganzoo.models.base import GenerativeModel, build, module_args
+from ganzoo.models.base import GenerativeModel, OptimizerFactory, SchedulerFactory
+from ganzoo.models.priors import Prior
 
 SEPARATE_PLAYERS = ("encoder", "generator", "discriminator", "code_discriminator")
 JOINT_PLAYERS = ("encoder_generator", "discriminator", "code_discriminator")
@@ -79,15 +80,16 @@ class AlphaGAN(GenerativeModel):
     """alpha-GAN with manual optimization and a configurable per-batch update schedule.
 
     Args:
-        encoder, generator, discriminator, code_discriminator: network configs (``_target_``)
-            or modules. D and C output logits (critic scores for the WGAN-GP variant), ``(N,)``.
-        optimizer: ``{player: partial optimizer config}`` for this model's players.
+        encoder, generator, discriminator, code_discriminator: the networks (modules). D and C
+            output logits (critic scores for the WGAN-GP variant), ``(N,)``.
+        optimizer: ``{player: optimizer factory}`` (parameters -> optimizer) for this model's
+            players.
         loss: ``{"reconstruction": fn(x, x_hat), "adversarial": R(logits),
             "discriminator": fn(real, recon, sample, fake_weight),
-            "code_discriminator": fn(prior, encoded)}`` (configs or callables from
+            "code_discriminator": fn(prior, encoded)}`` (callables from
             :mod:`ganzoo.losses`).
         latent_dim: size of z.
-        prior: prior config; defaults to N(0, I).
+        prior: a ``ganzoo.models.priors.Prior`` of dimension ``latent_dim``; None is N(0, I).
         joint_encoder_generator: one player (and optimizer) for E and G together (seed 000).
         schedule: per-batch sequence of player updates; default one update per player, in the
             paper's order (E, G, D, C).
@@ -98,7 +100,8 @@ class AlphaGAN(GenerativeModel):
         latent_reconstruction_weight: weight of ``|E(G(z)) - z|_1`` in E's and G's losses (0: off).
         fake_weight: ``w`` on each of the reconstruction and sample terms of D's and G's losses.
         gradient_penalty_weight: WGAN-GP penalty weight on D and C (0: off).
-        lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
+        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler), stepped
+            once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.
@@ -110,14 +113,14 @@ class AlphaGAN(GenerativeModel):
 
     def __init__(
         self,
-        encoder: Any,
-        generator: Any,
-        discriminator: Any,
-        code_discriminator: Any,
-        optimizer: dict[str, Any],
-        loss: dict[str, Any],
+        encoder: nn.Module,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        code_discriminator: nn.Module,
+        optimizer: dict[str, OptimizerFactory],
+        loss: dict[str, Callable[..., Tensor]],
         latent_dim: int = 128,
-        prior: Any = None,
+        prior: Prior | None = None,
         joint_encoder_generator: bool = False,
         schedule: Sequence[str] | None = None,
         split_batch: bool = False,
@@ -126,7 +129,7 @@ class AlphaGAN(GenerativeModel):
         latent_reconstruction_weight: float = 0.0,
         fake_weight: float = 1.0,
         gradient_penalty_weight: float = 0.0,
-        lr_scheduler: dict[str, Any] | None = None,
+        lr_scheduler: dict[str, SchedulerFactory | None] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
         compile: bool | dict[str, Any] = False,
@@ -143,7 +146,6 @@ class AlphaGAN(GenerativeModel):
             ema=ema,
             compile=compile,
         )
-        self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         self.schedule = _check_schedule(schedule, self.players)
         self.split_batch = split_batch
         self.reconstruction_weight = reconstruction_weight
@@ -172,10 +174,10 @@ class AlphaGAN(GenerativeModel):
             if value < 0:
                 raise ValueError(f"{key} must be >= 0, got {value}")
 
-        self.encoder = build(encoder)
-        self.generator = build(generator)
-        self.discriminator = build(discriminator)
-        self.code_discriminator = build(code_discriminator)
+        self.encoder = encoder
+        self.generator = generator
+        self.discriminator = discriminator
+        self.code_discriminator = code_discriminator
         missing = sorted(
             {"reconstruction", "adversarial", "discriminator", "code_discriminator"} - set(loss)
         )
@@ -184,10 +186,10 @@ class AlphaGAN(GenerativeModel):
                 f"model.loss has no entry for {missing}: pick a loss group, e.g. "
                 "model/loss=alphagan_logodds"
             )
-        self.reconstruction_loss: Callable[[Tensor, Tensor], Tensor] = build(loss["reconstruction"])
-        self.adversarial_loss: Callable[[Tensor], Tensor] = build(loss["adversarial"])
-        self.d_loss_fn: Callable[..., Tensor] = build(loss["discriminator"])
-        self.c_loss_fn: Callable[[Tensor, Tensor], Tensor] = build(loss["code_discriminator"])
+        self.reconstruction_loss: Callable[[Tensor, Tensor], Tensor] = loss["reconstruction"]
+        self.adversarial_loss: Callable[[Tensor], Tensor] = loss["adversarial"]
+        self.d_loss_fn: Callable[..., Tensor] = loss["discriminator"]
+        self.c_loss_fn: Callable[[Tensor, Tensor], Tensor] = loss["code_discriminator"]
 
         if has_batch_norm(self.code_discriminator):
             warnings.warn(BATCH_NORM_IN_C_WARNING, UserWarning, stacklevel=2)
@@ -391,6 +393,8 @@ class AlphaGAN(GenerativeModel):
         return self.latent_reconstruction_weight * latent_l1
 
     def _log_reconstruction(self, x: Tensor, x_rec: Tensor, l1: Tensor) -> None:
+        if not self.logs_this_batch:
+            return
         x_rec = x_rec.detach()
         self.log_dict(
             {
@@ -403,6 +407,8 @@ class AlphaGAN(GenerativeModel):
     def _log_generator_terms(
         self, adv_recon: Tensor, adv_sample: Tensor, recon_logits: Tensor, sample_logits: Tensor
     ) -> None:
+        if not self.logs_this_batch:
+            return
         self.log_dict(
             {
                 "train/adv_g_recon": adv_recon,

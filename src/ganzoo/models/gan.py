@@ -17,10 +17,11 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ganzoo import losses
-from ganzoo.models.base import GenerativeModel, build, module_args
+from ganzoo.models.base import GenerativeModel, OptimizerFactory, SchedulerFactory
+from ganzoo.models.priors import Prior
 
 Schedule = Literal["alternating", "simultaneous"]
 
@@ -29,18 +30,19 @@ class GAN(GenerativeModel):
     """Goodfellow et al. 2014 with manual optimization; players ``discriminator``, ``generator``.
 
     Args:
-        generator, discriminator: network configs (``_target_``) or modules. D outputs logits.
-        optimizer: ``{player: partial optimizer config}``.
-        loss: ``{"d": fn(real_logits, fake_logits), "g": fn(fake_logits)}`` (configs or callables),
+        generator, discriminator: the networks (modules). D outputs logits.
+        optimizer: ``{player: optimizer factory}`` (parameters -> optimizer, e.g. a ``partial``).
+        loss: ``{"d": fn(real_logits, fake_logits), "g": fn(fake_logits)}`` (callables),
             e.g. ``losses.d_loss_standard`` with ``losses.g_loss_nonsaturating``.
         latent_dim: size of z.
-        prior: prior config (``ganzoo.models.priors``); defaults to N(0, I).
+        prior: a ``ganzoo.models.priors.Prior`` of dimension ``latent_dim``; None is N(0, I).
         schedule: ``alternating`` (Algorithm 1) or ``simultaneous`` (pylearn2's single step).
         k: discriminator steps per generator step (``alternating`` only).
         d_loss_weight: factor on D's loss; Goodfellow's code uses 0.5.
         r1_gamma: weight gamma of the R1 penalty ``gamma / 2 E ||grad_x D(x)||^2`` on real data
             added to D's loss (Mescheder et al. 2018); 0 is off (the paper's GAN).
-        lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
+        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler), stepped
+            once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.
@@ -52,17 +54,17 @@ class GAN(GenerativeModel):
 
     def __init__(
         self,
-        generator: Any,
-        discriminator: Any,
-        optimizer: dict[str, Any],
-        loss: dict[str, Any],
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer: dict[str, OptimizerFactory],
+        loss: dict[str, Callable[..., Tensor]],
         latent_dim: int = 100,
-        prior: Any = None,
+        prior: Prior | None = None,
         schedule: Schedule = "alternating",
         k: int = 1,
         d_loss_weight: float = 1.0,
         r1_gamma: float = 0.0,
-        lr_scheduler: dict[str, Any] | None = None,
+        lr_scheduler: dict[str, SchedulerFactory | None] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
         compile: bool | dict[str, Any] = False,
@@ -76,7 +78,6 @@ class GAN(GenerativeModel):
             ema=ema,
             compile=compile,
         )
-        self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         if schedule not in ("alternating", "simultaneous"):
             raise ValueError(
                 f"model.schedule must be 'alternating' or 'simultaneous', got {schedule!r}"
@@ -89,10 +90,10 @@ class GAN(GenerativeModel):
             raise ValueError(
                 "model.k > 1 needs model.schedule=alternating (simultaneous takes one step each)"
             )
-        self.generator = build(generator)
-        self.discriminator = build(discriminator)
-        self.d_loss_fn: Callable[[Tensor, Tensor], Tensor] = build(loss["d"])
-        self.g_loss_fn: Callable[[Tensor], Tensor] = build(loss["g"])
+        self.generator = generator
+        self.discriminator = discriminator
+        self.d_loss_fn: Callable[[Tensor, Tensor], Tensor] = loss["d"]
+        self.g_loss_fn: Callable[[Tensor], Tensor] = loss["g"]
         self.schedule = schedule
         self.k = k
         self.d_loss_weight = d_loss_weight
@@ -175,6 +176,8 @@ class GAN(GenerativeModel):
         return loss_d
 
     def _log_d(self, loss_d: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
+        if not self.logs_this_batch:
+            return
         self.log_dict(
             {
                 "train/d_real": torch.sigmoid(real_logits.detach()).mean(),

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ganzoo import losses
-from ganzoo.models.base import GenerativeModel, build, module_args
+from ganzoo.models.base import GenerativeModel, OptimizerFactory, SchedulerFactory
 
 LlikeFn = Callable[[Tensor, Tensor], Tensor]
 DLossFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
@@ -49,11 +49,11 @@ class VAEGAN(GenerativeModel):
     decoder) and ``discriminator``, one optimizer each.
 
     Args:
-        encoder: network config or module, ``x -> (mu, logvar)``.
+        encoder: the encoder network, ``x -> (mu, logvar)``.
         generator: the decoder, ``z -> x``.
         discriminator: ``forward(x) -> logits (N,)`` and
             ``forward_with_features(x) -> (logits, Dis_l(x))`` (``ganzoo.nets.vaegan``).
-        optimizer: ``{player: partial optimizer config}`` for the three players.
+        optimizer: ``{player: optimizer factory}`` (parameters -> optimizer) for the three players.
         loss: ``{"d": fn(real, prior, recon_or_None), "g": fn(prior, recon_or_None)}``: D's
             ``L_GAN`` (``losses.d_loss_vaegan``) and the decoder's adversarial term
             (``losses.dec_gan_loss_minimax`` = ``-L_GAN``, or ``dec_gan_loss_nonsaturating``).
@@ -76,7 +76,8 @@ class VAEGAN(GenerativeModel):
         gate_whole_decoder_step: what the gate skips for the decoder. True: its whole step (the
             official code, where ``gamma`` is tiny and the step is nearly all GAN); false: only
             its adversarial term (the decoder still follows ``gamma * L_llike``).
-        lr_scheduler: optional ``{player: partial scheduler config}``, stepped once per batch.
+        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler), stepped
+            once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.
@@ -89,12 +90,12 @@ class VAEGAN(GenerativeModel):
 
     def __init__(
         self,
-        encoder: Any,
-        generator: Any,
-        discriminator: Any,
-        optimizer: dict[str, Any],
-        loss: dict[str, Any],
-        llike: Any,
+        encoder: nn.Module,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer: dict[str, OptimizerFactory],
+        loss: dict[str, Callable[..., Tensor]],
+        llike: LlikeFn,
         latent_dim: int = 128,
         gamma: float = 1.0,
         beta: float = 1.0,
@@ -104,7 +105,7 @@ class VAEGAN(GenerativeModel):
         gate_low: float | None = None,
         gate_high: float | None = None,
         gate_whole_decoder_step: bool = True,
-        lr_scheduler: dict[str, Any] | None = None,
+        lr_scheduler: dict[str, SchedulerFactory | None] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
         compile: bool | dict[str, Any] = False,
@@ -118,7 +119,6 @@ class VAEGAN(GenerativeModel):
             ema=ema,
             compile=compile,
         )
-        self.save_hyperparameters(ignore=module_args(locals()), logger=False)
         for key, value in (("gamma", gamma), ("beta", beta), ("kl_weight", kl_weight)):
             if value < 0:
                 raise ValueError(f"model.{key} is a loss weight and must be >= 0, got {value}")
@@ -132,17 +132,17 @@ class VAEGAN(GenerativeModel):
             raise ValueError(
                 f"model.loss needs entries {sorted(missing)} (see conf/model/loss/vaegan_*.yaml)"
             )
-        self.encoder = build(encoder)
-        self.generator = build(generator)
-        self.discriminator = build(discriminator)
+        self.encoder = encoder
+        self.generator = generator
+        self.discriminator = discriminator
         if not hasattr(self.discriminator, "forward_with_features"):
             raise TypeError(
                 f"model.discriminator ({type(self.discriminator).__name__}) has no feature layer: "
                 "VAE/GAN needs a discriminator from ganzoo.nets.vaegan (forward_with_features)"
             )
-        self.d_loss_fn: DLossFn = build(loss["d"])
-        self.g_loss_fn: DecLossFn = build(loss["g"])
-        self.llike_fn: LlikeFn = build(llike)
+        self.d_loss_fn: DLossFn = loss["d"]
+        self.g_loss_fn: DecLossFn = loss["g"]
+        self.llike_fn: LlikeFn = llike
         self.gamma, self.beta, self.kl_weight = gamma, beta, kl_weight
         self.kl_per_pixel = kl_per_pixel
         self.discriminate_reconstructions = discriminate_reconstructions
@@ -276,6 +276,8 @@ class VAEGAN(GenerativeModel):
         self._log_train(x, terms, loss, d_open, dec_open)
 
     def _log_train(self, x, terms, loss, d_open, dec_open) -> None:
+        if not self.logs_this_batch:
+            return
         metrics = {
             "train/loss_kl": terms["kl"],
             "train/loss_llike": terms["llike"],
