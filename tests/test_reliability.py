@@ -333,6 +333,20 @@ def test_divergence_exits_non_zero_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not (run / "checkpoints" / "interrupted.ckpt").exists()
 
 
+def test_a_crash_after_a_step_that_made_weights_nan_saves_no_checkpoint(make_cfg, tmp_path):
+    """Parameters are checked every 100th batch, but the checkpoint written on an exception is
+    checked before it is saved: NaN weights are never saved."""
+    crash = [
+        "+callbacks.crash._target_=reliability_probes.PoisonParametersAndRaiseAt",
+        "+callbacks.crash.epoch=0",
+        "+callbacks.crash.batch=2",
+    ]
+    cfg = make_cfg(*RING, *FAMILIES["gan_alternating"], "trainer.max_epochs=1", *crash)
+    with pytest.raises(RuntimeError, match="interrupted by the test"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints" / "interrupted.ckpt").exists()
+
+
 def test_divergence_guard_can_be_switched_off(make_cfg):
     cfg = make_cfg(
         *RING,

@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
+from torch import Tensor
 
 
 class TrainingStopped(Exception):
@@ -121,6 +122,8 @@ class CheckpointOnException(pl.Callback):
         )
         if batch_end and hasattr(pl_module, "end_batch"):
             pl_module.end_batch()  # the module's on_train_batch_end did not run yet
+        if not all(torch.isfinite(n) for n in player_norms(pl_module).values()):
+            return  # the last step made a parameter non-finite: never save it
         trainer.save_checkpoint(self.path, weights_only=False)
         # Stopped inside validation: its draws so far are not in the checkpoint's account.
         exact = (between or batch_end) and not trainer.validating
@@ -131,40 +134,54 @@ class DivergenceGuard(pl.Callback):
     """Stop training at the first non-finite loss or parameter, naming the player, the loss, the
     epoch and the batch, and the last good checkpoint.
 
-    Checked at the end of every ``every_n_batches``-th batch and of the last batch of each epoch
-    (so before any end-of-epoch checkpoint): one read on the host per check (under DDP, plus one
-    all-reduce of the verdict). The losses are those each player stepped on
-    (``GenerativeModel.batch_losses``); the parameters, each player's.
+    The losses each player stepped on (``GenerativeModel.batch_losses``) are checked at the end
+    of every ``every_n_batches``-th batch and of the last batch of each epoch: one read on the
+    host per check (under DDP, plus one all-reduce of the verdict). Each player's parameters are
+    checked too, every ``parameters_every_n_batches``-th batch and at the last batch of each
+    epoch (so before any end-of-epoch checkpoint): a norm over every parameter costs as much as a
+    tenth of a small network's step on CPU, and a non-finite parameter makes the next batch's
+    losses non-finite anyway. A checkpoint written on an exception is checked before it is saved
+    (``CheckpointOnException``).
     """
 
-    def __init__(self, every_n_batches: int = 1, check_parameters: bool = True):
-        if every_n_batches < 1:
-            raise ValueError(
-                f"callbacks.divergence.every_n_batches must be >= 1, got {every_n_batches}"
-            )
+    def __init__(
+        self,
+        every_n_batches: int = 1,
+        check_parameters: bool = True,
+        parameters_every_n_batches: int = 100,
+    ):
+        for key, value in (
+            ("every_n_batches", every_n_batches),
+            ("parameters_every_n_batches", parameters_every_n_batches),
+        ):
+            if value < 1:
+                raise ValueError(f"callbacks.divergence.{key} must be >= 1, got {value}")
         self.every_n_batches = every_n_batches
         self.check_parameters = check_parameters
+        self.parameters_every_n_batches = parameters_every_n_batches
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         if (batch_idx + 1) % self.every_n_batches == 0 or last:
-            self.check(trainer, pl_module)
+            parameters = self.check_parameters and (
+                last or (batch_idx + 1) % self.parameters_every_n_batches == 0
+            )
+            self.check(trainer, pl_module, parameters=parameters)
 
     @torch.no_grad()
-    def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def check(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, parameters: bool = True
+    ) -> None:
         losses = list(getattr(pl_module, "batch_losses", []))
-        players = list(getattr(pl_module, "players", ()))
         flags = [torch.isfinite(loss).all() for _, loss in losses]
-        norms = {}
-        if self.check_parameters:
-            for player in players:
-                params = [p.detach() for p in pl_module.player_parameters(player)]
-                norms[player] = torch.nn.utils.get_total_norm(params, foreach=None)
-            flags += [torch.isfinite(n) for n in norms.values()]
+        norms = player_norms(pl_module) if parameters else {}
+        flags += [torch.isfinite(n) for n in norms.values()]
         finite = not flags or bool(torch.stack(flags).all())
         # Under DDP every rank stops together, whichever rank saw it.
         if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
+        if not norms and self.check_parameters:
+            norms = player_norms(pl_module)  # for the message
         raise Diverged(self.message(trainer, pl_module, losses, norms))
 
     def message(self, trainer, pl_module, losses, norms) -> str:
@@ -194,6 +211,17 @@ class DivergenceGuard(pl.Callback):
         )
         parts.append("Nothing was saved after the divergence.")
         return " ".join(parts)
+
+
+@torch.no_grad()
+def player_norms(pl_module: pl.LightningModule) -> dict[str, Tensor]:
+    """The norm of each player's parameters (non-finite where any parameter is)."""
+    return {
+        player: torch.nn.utils.get_total_norm(
+            [p.detach() for p in pl_module.player_parameters(player)], foreach=None
+        )
+        for player in getattr(pl_module, "players", ())
+    }
 
 
 def last_checkpoint(trainer: pl.Trainer) -> str | None:
