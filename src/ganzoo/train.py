@@ -56,6 +56,7 @@ from ganzoo.callbacks.guards import (
 )
 from ganzoo.config import config_dir, report_user_errors
 from ganzoo.models import build_model, read_checkpoint
+from ganzoo.models.base import evaluating
 
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -79,12 +80,8 @@ def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModu
 @torch.no_grad()
 def check_compatible(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
     """Fail early, naming the keys, when the generator's samples do not have the data's shape."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         shape = tuple(model.generate(model.fixed_z[:2]).shape[1:])
-    finally:
-        model.train(was_training)
     if shape != tuple(datamodule.shape):
         raise ValueError(
             f"model.generator makes samples of shape {list(shape)} but data ({type(datamodule).__name__}) "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,20 +36,9 @@ from ganzoo.metrics.parzen import (
     select_sigma,
 )
 from ganzoo.metrics.reconstruction import reconstruction_errors
-from ganzoo.models.base import GenerativeModel
+from ganzoo.models.base import GenerativeModel, evaluating
 
 SPLITS = ("train", "val", "test")
-
-
-@contextmanager
-def evaluating(model: torch.nn.Module):
-    """Eval mode for the duration, then back to the previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @dataclass

@@ -47,7 +47,12 @@ import torch
 from torch import Tensor, nn
 
 from ganzoo.losses import gradient_penalty
-from ganzoo.models.base import GenerativeModel, OptimizerFactory, SchedulerFactory
+from ganzoo.models.base import (
+    GenerativeModel,
+    OptimizerFactory,
+    SchedulerFactory,
+    evaluating,
+)
 from ganzoo.models.priors import Prior
 
 SEPARATE_PLAYERS = ("encoder", "generator", "discriminator", "code_discriminator")
@@ -220,12 +225,8 @@ class AlphaGAN(GenerativeModel):
         shape = getattr(datamodule, "shape", None)
         if stage != "fit" or shape is None:
             return
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             code_shape = tuple(self.encoder(torch.zeros(2, *shape, device=self.device)).shape[1:])
-        finally:
-            self.train(was_training)
         if code_shape != (self.latent_dim,):
             raise ValueError(
                 f"model.encoder makes codes of shape {list(code_shape)} but "

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,17 @@ def newer_format(meta: dict[str, Any]) -> str | None:
             f"({CHECKPOINT_FORMAT}): upgrade ganzoo"
         )
     return None
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the duration, then back to the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def rng_state() -> dict[str, Any]:
