@@ -81,16 +81,17 @@ class RaiseAt(pl.Callback):
 
 class PoisonParametersAndRaiseAt(pl.Callback):
     """At the end of batch ``batch`` of epoch ``epoch`` (0-based), after the divergence guard's
-    check of that batch, make the discriminator's weights NaN and crash."""
+    check of that batch, make the discriminator's weights NaN and (``crash``) raise."""
 
-    def __init__(self, epoch: int, batch: int):
-        self.epoch, self.batch = epoch, batch
+    def __init__(self, epoch: int, batch: int, crash: bool = True):
+        self.epoch, self.batch, self.crash = epoch, batch, crash
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if _at(trainer, self.epoch, self.batch, batch_idx):
             with torch.no_grad():
                 next(pl_module.discriminator.parameters()).fill_(float("nan"))
-            raise RuntimeError("interrupted by the test")
+            if self.crash:
+                raise RuntimeError("interrupted by the test")
 
 
 class SignalAt(pl.Callback):

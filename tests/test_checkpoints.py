@@ -51,6 +51,8 @@ def test_hydra_builds_the_parts_and_the_checkpoint_rebuilds_the_model(
     assert_close(loaded.generate(z), model.generate(z))
     # The family's own classmethod goes the same way, and refuses another family.
     assert type(family.load_from_checkpoint(path)) is family
+    with pytest.raises(TypeError, match="does not override settings"):
+        family.load_from_checkpoint(path, latent_dim=3)
     other = GAN if family is not GAN else VAEGAN
     with pytest.raises(ValueError, match=f"holds a {family.__name__} model, not a"):
         other.load_from_checkpoint(path)
@@ -97,3 +99,8 @@ def test_a_model_built_in_python_without_a_config_says_how_to_make_it_loadable(t
     torch.save(checkpoint, tmp_path / "python.ckpt")
     with pytest.raises(ValueError, match="build it with ganzoo.models.build_model"):
         load_checkpoint(tmp_path / "python.ckpt")
+
+
+def test_build_model_takes_plain_config_data_only():
+    with pytest.raises(TypeError, match=r"model.generator is a Linear, not plain config data"):
+        build_model({"_target_": "ganzoo.models.GAN", "generator": nn.Linear(2, 2)})

@@ -347,6 +347,25 @@ def test_a_crash_after_a_step_that_made_weights_nan_saves_no_checkpoint(make_cfg
     assert not (tmp_path / "run" / "checkpoints" / "interrupted.ckpt").exists()
 
 
+def test_no_checkpoint_is_written_with_nan_weights(make_cfg, tmp_path):
+    """Weights made NaN after the guard's check of an epoch's last batch: the end-of-epoch
+    checkpoint is refused by the guard's own check of every save."""
+    poison = [
+        "+callbacks.poison._target_=reliability_probes.PoisonParametersAndRaiseAt",
+        "+callbacks.poison.epoch=1",
+        "+callbacks.poison.batch=5",  # the last of 6
+        "+callbacks.poison.crash=false",
+    ]
+    cfg = make_cfg(*RING, *FAMILIES["gan_alternating"], "trainer.max_epochs=2", *poison)
+    with pytest.raises(Diverged, match="non-finite parameters in discriminator"):
+        train(cfg)
+    saved = checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert saved["epoch"] == 0  # epoch 1's checkpoint, never overwritten
+    assert all(
+        torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point()
+    )
+
+
 def test_divergence_guard_can_be_switched_off(make_cfg):
     cfg = make_cfg(
         *RING,

@@ -129,6 +129,24 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
     runs = EventMultiplexer().AddRunsFromDirectory(str(d)).Runs()
     assert set(runs) == {f"{f}/seed_{s}" for f in ("gan", "alphagan") for s in (0, 1, 2)}
 
+    # A job.yaml from a ganzoo whose plumbing differed (Hydra's instantiation flags, observer
+    # callbacks such as the progress display or the divergence checks) still matches.
+    saved = d / "gan" / "seed_0" / "job.yaml"
+    old = OmegaConf.load(saved)
+    old.model._recursive_ = False
+    old.callbacks.bar = {
+        "_target_": "pytorch_lightning.callbacks.TQDMProgressBar",
+        "refresh_rate": 3,
+    }
+    old.callbacks.divergence = {
+        "_target_": "ganzoo.callbacks.DivergenceGuard",
+        "every_n_batches": 7,
+    }
+    OmegaConf.save(old, saved)
+    fits.clear()
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
+    assert fits == []
+
     # A changed training config is refused for an existing job instead of mixing results.
     fits.clear()
     changed = [*TINY, "study.epochs=2"]

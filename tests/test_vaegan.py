@@ -8,6 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
 from torch import nn
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
@@ -261,7 +262,13 @@ def zero_dec_loss(prior, recon=None):
 
 def test_feature_likelihood_alone_gives_the_discriminator_no_gradient():
     model = tiny_model(
-        loss={"d": zero_d_loss, "g": zero_dec_loss}, gamma=1.0, beta=1.0, kl_weight=0.0
+        loss={
+            "d": {"_target_": f"{__name__}.zero_d_loss", "_partial_": True},
+            "g": {"_target_": f"{__name__}.zero_dec_loss", "_partial_": True},
+        },
+        gamma=1.0,
+        beta=1.0,
+        kl_weight=0.0,
     )
     fit(model, data(), batch_size=6)
     assert all_zero(grads(model, "discriminator"))
@@ -465,7 +472,7 @@ def test_bad_settings_are_refused():
         tiny_model(gate_low=1.0, gate_high=0.5)
     with pytest.raises(ValueError, match="model.gamma"):
         tiny_model(gamma=-1.0)
-    with pytest.raises(TypeError, match="feature layer"):
+    with pytest.raises(InstantiationException, match="feature layer"):
         tiny_model(
             discriminator={"_target_": "ganzoo.nets.MLPDiscriminator", "in_shape": list(SHAPE)}
         )

@@ -53,6 +53,22 @@ REFERENCE_DIR = "reference"
 #: Keys of a job's train config that do not change what is trained (excluded from the
 #: comparison that protects a resumed job from running under another config).
 NOT_COMPARED = ("paths", "hydra", "ckpt_path", "logger")
+#: Hydra's instantiation flags: how a config is built, not what it trains.
+HYDRA_FLAGS = frozenset({"_recursive_", "_convert_"})
+#: Callbacks that save or watch a run without changing what it trains (no random draws, no
+#: change to any step): left out of the comparison, so that a study resumes under a ganzoo
+#: whose checkpointing, progress display or divergence checks changed.
+OBSERVERS = frozenset(
+    {
+        "pytorch_lightning.callbacks.ModelCheckpoint",
+        "pytorch_lightning.callbacks.TQDMProgressBar",
+        "ganzoo.callbacks.EpochCheckpoint",
+        "ganzoo.callbacks.CheckpointOnException",
+        "ganzoo.callbacks.DivergenceGuard",
+        "ganzoo.callbacks.HParamsSummary",
+        "ganzoo.callbacks.progress.PlainProgress",
+    }
+)
 
 
 def cpu_count() -> int:
@@ -117,12 +133,27 @@ def job_overrides(study: DictConfig, family: str, seed: int) -> list[str]:
 
 
 def compared_config(cfg: DictConfig) -> str:
-    """What a job trains, as YAML: the train config less paths and loggers, unresolved (so
-    directories interpolated from ``paths`` compare equal)."""
+    """What a job trains, as YAML: the train config less paths, loggers, Hydra's instantiation
+    flags and the ``OBSERVERS`` callbacks, unresolved (so directories interpolated from
+    ``paths`` compare equal)."""
     plain = OmegaConf.to_container(cfg, resolve=False)
     for key in NOT_COMPARED:
         plain.pop(key, None)
-    return OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True)
+    callbacks = plain.get("callbacks") or {}
+    plain["callbacks"] = {
+        name: c
+        for name, c in callbacks.items()
+        if not (isinstance(c, dict) and c.get("_target_") in OBSERVERS)
+    }
+    return OmegaConf.to_yaml(OmegaConf.create(_without_flags(plain)), sort_keys=True)
+
+
+def _without_flags(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_flags(v) for k, v in node.items() if k not in HYDRA_FLAGS}
+    if isinstance(node, list):
+        return [_without_flags(v) for v in node]
+    return node
 
 
 def is_complete(job_dir: Path) -> bool:
@@ -190,11 +221,13 @@ def run_job(cfg: DictConfig) -> str:
         train_cfg = compose_job(cfg, family, seed, job_dir)
         wanted = compared_config(train_cfg)
         saved = job_dir / CONFIG_FILE
-        if saved.is_file() and saved.read_text() != wanted:
+        # Compared the same way: a job.yaml written by an older ganzoo may hold what it dropped.
+        before = compared_config(OmegaConf.load(saved)) if saved.is_file() else wanted
+        if before != wanted:
             changed = [
                 line
                 for line in difflib.unified_diff(
-                    saved.read_text().splitlines(), wanted.splitlines(), lineterm="", n=0
+                    before.splitlines(), wanted.splitlines(), lineterm="", n=0
                 )
                 if line[:1] in "+-" and line[:3] not in ("+++", "---")
             ]

@@ -46,7 +46,8 @@ class Evaluation(pl.Callback):
     value at every validation.
 
     Args:
-        metrics: ``{name: metric}`` (configs or :class:`~ganzoo.metrics.suite.Metric` objects).
+        metrics: ``{name: metric}`` (:class:`~ganzoo.metrics.suite.Metric` objects, which Hydra
+            instantiates from the callback's config).
         every_n_epochs: evaluation period in epochs.
         split: held-out split of the real data (``val``: the test set stays untouched).
         seed: seed of the generated samples (the same noise every time: epochs compare).

@@ -140,8 +140,9 @@ class DivergenceGuard(pl.Callback):
     checked too, every ``parameters_every_n_batches``-th batch and at the last batch of each
     epoch (so before any end-of-epoch checkpoint): a norm over every parameter costs as much as a
     tenth of a small network's step on CPU, and a non-finite parameter makes the next batch's
-    losses non-finite anyway. A checkpoint written on an exception is checked before it is saved
-    (``CheckpointOnException``).
+    losses non-finite anyway. Every checkpoint is checked before it is written: this guard's
+    ``on_save_checkpoint`` raises :class:`Diverged` instead, and ``CheckpointOnException``
+    writes none after a step that made a parameter non-finite.
     """
 
     def __init__(
@@ -162,11 +163,22 @@ class DivergenceGuard(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if (batch_idx + 1) % self.every_n_batches == 0 or last:
-            parameters = self.check_parameters and (
-                last or (batch_idx + 1) % self.parameters_every_n_batches == 0
-            )
-            self.check(trainer, pl_module, parameters=parameters)
+        losses_due = (batch_idx + 1) % self.every_n_batches == 0 or last
+        parameters_due = self.check_parameters and (
+            last or (batch_idx + 1) % self.parameters_every_n_batches == 0
+        )
+        if losses_due or parameters_due:
+            self.check(trainer, pl_module, parameters=parameters_due)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        """Every checkpoint, whenever it is written (a mid-epoch ``ModelCheckpoint``, a run that
+        stops on ``max_steps``), is checked first: non-finite weights are never saved."""
+        if not self.check_parameters:
+            return
+        norms = player_norms(pl_module)
+        if all(bool(torch.isfinite(n)) for n in norms.values()):
+            return
+        raise Diverged(self.message(trainer, pl_module, [], norms))
 
     @torch.no_grad()
     def check(

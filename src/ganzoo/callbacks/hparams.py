@@ -67,7 +67,9 @@ class HParamsSummary(pl.Callback):
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not writers or trainer.global_rank != 0:
             return
-        config = getattr(pl_module, "run_config", None) or {"model": dict(pl_module.hparams)}
+        config = getattr(pl_module, "run_config", None) or {
+            "model": getattr(pl_module, "model_config", None) or dict(pl_module.hparams)
+        }
         _, session_start, session_end = hparams(flatten(config, self.exclude), {})
         for writer in writers:
             file_writer = writer._get_file_writer()

@@ -38,22 +38,41 @@ def build_model(config: Mapping[str, Any] | DictConfig) -> GenerativeModel:
     """Instantiate a ``model`` config with Hydra: the family's ``_target_`` and, recursively, its
     networks, losses, prior and the players' optimizer and scheduler factories (``_partial_``).
 
-    Errors raised by a class that refuses its settings are re-raised as they are. The resolved
-    config is kept on ``model.model_config`` and saved in every checkpoint, from
-    which :func:`load_checkpoint` builds the same model again.
+    A class's own ``ValueError`` about a setting is re-raised as it is (other errors stay
+    Hydra's, which name the config key). The resolved config, plain data only, is kept on
+    ``model.model_config`` and saved in every checkpoint, from which :func:`load_checkpoint`
+    builds the same model again.
     """
     if isinstance(config, DictConfig):
-        config = OmegaConf.to_container(config, resolve=True)
+        config = OmegaConf.to_container(config, resolve=True, throw_on_missing=True)
     config = copy.deepcopy(dict(config))
+    _require_plain(config, "model")
     try:
         model = instantiate(config, _convert_="all")
     except InstantiationException as err:
-        if err.__cause__ is None:
-            raise
-        # The error of the class or network that refused its settings (it names the keys).
-        raise err.__cause__ from None
+        if isinstance(err.__cause__, ValueError):
+            # ganzoo's own check of a setting: its message names the key and what to do.
+            raise err.__cause__ from None
+        raise
     model.model_config = config
     return model
+
+
+def _require_plain(node: Any, key: str) -> None:
+    """A model config must be plain data (what a checkpoint stores and ``torch.load`` with
+    ``weights_only=True`` reads back): mappings, lists, strings, numbers, booleans, None."""
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            _require_plain(v, f"{key}.{k}")
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            _require_plain(v, f"{key}[{i}]")
+    elif not (node is None or isinstance(node, (str, int, float, bool))):
+        raise TypeError(
+            f"{key} is a {type(node).__name__}, not plain config data: build_model takes a "
+            "config (give objects as _target_ mappings); to use ready objects, construct the "
+            "family's class directly"
+        )
 
 
 def _config_from_hyper_parameters(family: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,6 +175,11 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> GenerativeMo
             f"(checkpoint format {meta.get('format', 1)}): {str(err).splitlines()[0]}"
         ) from None
     if map_location is not None:
+        if not isinstance(map_location, (str, torch.device)):
+            raise ValueError(
+                f"map_location must be a device (a string or torch.device), got "
+                f"{type(map_location).__name__}"
+            )
         model = model.to(map_location)
     return model.eval()
 

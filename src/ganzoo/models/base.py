@@ -109,7 +109,7 @@ class GenerativeModel(pl.LightningModule):
     :meth:`player_parameters` for players that span several networks, e.g. a joint E+G step).
     """
 
-    #: Player names, in optimizer order. Each names an optimizer config in ``optimizer``.
+    #: Player names, in optimizer order. Each names an optimizer factory in ``optimizer``.
     players: tuple[str, ...] = ()
     #: Whether the family has an encoder (``encode`` / ``reconstruct`` work).
     has_encoder: bool = False
@@ -236,16 +236,19 @@ class GenerativeModel(pl.LightningModule):
         where several players' losses share one forward pass (VAE/GAN, the simultaneous GAN
         step), each backward then computes only the gradients its player needs, not every
         network's (freezing the others after the forward pass does not prune the graph; on
-        ``vaegan_ring`` this took the step from 1.9x to 1.2x the hand loop's time). Under DDP the
-        backward stays whole: DDP's reducer expects a gradient hook of every parameter that took
-        part in the forward pass.
+        ``vaegan_ring`` this took the step from 1.9x to about 1.1x the hand loop's time). Under
+        DDP (any parallel strategy) the backward stays whole: DDP's reducer expects a gradient
+        hook of every parameter that took part in the forward pass.
         """
         self.batch_losses.append((opt, loss.detach()))
         opt.zero_grad(set_to_none=True)
-        if self._trainer is not None and self.trainer.world_size > 1:
+        params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
+        distributed = self._trainer is not None and isinstance(
+            self.trainer.strategy, pl.strategies.ParallelStrategy
+        )
+        if distributed or not params:
             self.manual_backward(loss, retain_graph=retain_graph)
             return
-        params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
         self.manual_backward(loss, retain_graph=retain_graph, inputs=params)
 
     def _step(self, opt, loss: Tensor) -> None:
@@ -275,7 +278,11 @@ class GenerativeModel(pl.LightningModule):
     def logs_this_batch(self) -> bool:
         """Whether this training batch's values are recorded (see :meth:`log`): families skip
         computing what they would only log when it is false."""
-        return not getattr(self, "_quiet_batch", False)
+        quiet = getattr(self, "_quiet_batch", False)
+        return not (quiet and self._trainer is not None and self.trainer.training)
+
+    def on_train_end(self) -> None:
+        self._quiet_batch = False
 
     def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
         """``LightningModule.log``, except in a training batch whose logs Lightning does not
@@ -285,8 +292,8 @@ class GenerativeModel(pl.LightningModule):
         work (docs/performance.md). The first and last batch of every epoch are always recorded,
         so the progress line and ``callback_metrics`` always hold this epoch's values.
         """
-        if not self.logs_this_batch:
-            return
+        if not self.logs_this_batch and not kwargs.get("on_epoch"):
+            return  # (an epoch aggregate still takes every batch's value)
         super().log(name, value, *args, **kwargs)
 
     def end_batch(self) -> None:
@@ -414,11 +421,22 @@ class GenerativeModel(pl.LightningModule):
     # --- the public API: usable after ``load_from_checkpoint`` ---------------------------
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = "cpu", **_: Any):
+    def load_from_checkpoint(
+        cls, checkpoint_path: Any, map_location: Any = "cpu", **kwargs: Any
+    ) -> GenerativeModel:
         """This family's model from a ganzoo checkpoint (:func:`ganzoo.models.load_checkpoint`:
-        rebuilt from the model config the checkpoint carries), in eval mode. Lightning's keyword
-        arguments (``strict``, ``weights_only``, ...) are accepted and have no effect."""
+        rebuilt from the model config the checkpoint carries), in eval mode. Lightning's
+        ``strict``, ``weights_only`` and ``hparams_file`` are accepted and have no effect; other
+        keyword arguments (Lightning's overrides of saved hyper-parameters) are refused."""
         from ganzoo.models import load_checkpoint  # ganzoo.models imports this module
+
+        overrides = sorted(set(kwargs) - {"strict", "weights_only", "hparams_file"})
+        if overrides:
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint does not override settings ({overrides}): "
+                "load the model, or build another from the checkpoint's model config "
+                '(torch.load(path)["ganzoo"]["model"]) with ganzoo.models.build_model'
+            )
 
         model = load_checkpoint(checkpoint_path, map_location=map_location)
         if not isinstance(model, cls):
