@@ -209,6 +209,30 @@ class StepWatcher(pl.Callback):
             opt.register_step_post_hook(post)
 
 
+class SameNoise(pl.Callback):
+    """Seed the global generator at the start of every training batch, so that a step taken by
+    hand with the same seed draws the same noise."""
+
+    def __init__(self, seed: int = 123):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        torch.manual_seed(self.seed)
+
+
+class FixedBatch(pl.LightningDataModule):
+    """One training batch: the tensor ``x``, whole."""
+
+    def __init__(self, x: torch.Tensor):
+        super().__init__()
+        self.x = x
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(self.x), batch_size=len(self.x)
+        )
+
+
 def count_steps(model) -> dict[str, int]:
     """Attach optimizer-step counters to ``model``'s optimizers (call after they exist)."""
     counts: dict[str, int] = {}

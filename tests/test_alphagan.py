@@ -14,9 +14,8 @@ from hydra.errors import InstantiationException
 from torch import nn
 from torch.nn import functional as F
 from torch.testing import assert_close
-from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import StepWatcher, count_steps, quick_overrides
+from conftest import FixedBatch, SameNoise, StepWatcher, count_steps, quick_overrides
 from ganzoo import losses
 from ganzoo.models import load_checkpoint
 from ganzoo.models.alphagan import PLAYER_NETWORKS, AlphaGAN
@@ -440,16 +439,8 @@ def test_one_batch_updates_each_network_by_its_own_loss(make_cfg):
         z_hat = E(x)
     _sgd(C.parameters(), F.softplus(-C(z)).mean() + F.softplus(C(z_hat)).mean(), lr)
 
-    class SameNoise(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            torch.manual_seed(123)
-
-    class FixedBatch(pl.LightningDataModule):
-        def train_dataloader(self):
-            return DataLoader(TensorDataset(x), batch_size=len(x))
-
-    trainer.callbacks.append(SameNoise())
-    trainer.fit(model, datamodule=FixedBatch())
+    trainer.callbacks.append(SameNoise(123))
+    trainer.fit(model, datamodule=FixedBatch(x))
     for name in NETWORKS:
         for got, want in zip(
             getattr(model, name).parameters(), nets[name].parameters(), strict=True

@@ -6,9 +6,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch.testing import assert_close
-from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import StepWatcher, count_steps, quick_overrides
+from conftest import FixedBatch, SameNoise, StepWatcher, count_steps, quick_overrides
 from ganzoo.models import GAN, load_checkpoint
 from ganzoo.train import build_run, train
 
@@ -89,18 +88,10 @@ def test_simultaneous_step_takes_each_gradient_from_its_own_cost(make_cfg):
     model.generator.load_state_dict(G0)
     model.discriminator.load_state_dict(D0)
 
-    class SameNoise(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            torch.manual_seed(123)
-
     model.train()
-    trainer.callbacks.append(SameNoise())
+    trainer.callbacks.append(SameNoise(123))
 
-    class FixedBatch(pl.LightningDataModule):
-        def train_dataloader(self):
-            return DataLoader(TensorDataset(x), batch_size=len(x))
-
-    trainer.fit(model, datamodule=FixedBatch())
+    trainer.fit(model, datamodule=FixedBatch(x))
     for got, want in zip(model.discriminator.parameters(), want_d, strict=True):
         assert_close(got.detach(), want)
     for got, want in zip(model.generator.parameters(), want_g, strict=True):
@@ -138,17 +129,9 @@ def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
     want = [p.detach() - lr * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)]
     model.discriminator.load_state_dict(D0)
 
-    class SameNoise(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            torch.manual_seed(123)
-
-    class FixedBatch(pl.LightningDataModule):
-        def train_dataloader(self):
-            return DataLoader(TensorDataset(x), batch_size=len(x))
-
     model.train()
-    trainer.callbacks.append(SameNoise())
-    trainer.fit(model, datamodule=FixedBatch())
+    trainer.callbacks.append(SameNoise(123))
+    trainer.fit(model, datamodule=FixedBatch(x))
     for got, w in zip(model.discriminator.parameters(), want, strict=True):
         assert_close(got.detach(), w)
     assert model.r1_gamma == gamma
