@@ -255,3 +255,20 @@ def test_report_counts_jobs_not_started_as_pending_not_failed(tmp_path, capsys):
     assert "| gan | **7 (1)** |" in printed
     assert "PENDING gan/seed_1: not started" in printed and "FAILED" not in printed
     assert "1 of 2 jobs finished" in (tmp_path / "report.md").read_text()
+
+
+def test_report_bolds_every_family_that_ties_for_the_best_mean(tmp_path, capsys):
+    (tmp_path / "study.yaml").write_text(
+        "name: tie\nfamilies: {a: {}, b: {}, c: {}}\nseeds: [0]\n"
+        "metrics: {modes: max, reverse_kl: min}\n"
+    )
+    for family, modes, kl in (("a", 8, 0.2), ("b", 8, 0.1), ("c", 7, 0.1)):
+        job = tmp_path / family / "seed_0"
+        job.mkdir(parents=True)
+        metrics = {"modes": {"value": modes}, "reverse_kl": {"value": kl}}
+        (job / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    assert report_mod.main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "| a | **8 (1)** | 0.2 (1) |" in printed
+    assert "| b | **8 (1)** | **0.1 (1)** |" in printed
+    assert "| c | 7 (1) | **0.1 (1)** |" in printed

@@ -5,8 +5,8 @@ study's record ``<study_dir>/study.yaml`` (columns, which way each is better, pu
 and writes into ``<study_dir>``:
 
 - ``report.md``: one row per family, one column per metric, ``mean +- std (n)`` over seeds (std
-  is the sample standard deviation, ``ddof=1``; ``-`` for one seed), the best family's mean in
-  bold; the published rows; the evaluation protocol of every column; the failed jobs;
+  is the sample standard deviation, ``ddof=1``; ``-`` for one seed), the best mean in bold (every
+  family that ties for it); the published rows; the evaluation protocol of every column; the failed jobs;
 - ``report.json`` and ``report.csv``: the per-job numbers;
 - ``metrics.png`` (every job's value by family), ``curves.png`` (the study's validation curve of
   every job over epochs, from the TensorBoard events) and ``samples.png`` (each family's last
@@ -103,7 +103,7 @@ class Report:
     jobs: list[Job]
     columns: dict[str, str]  # metric -> "max" | "min"
     rows: dict[str, dict[str, tuple[float, float | None, int]]]  # family -> metric -> stats
-    best: dict[str, str]  # metric -> family
+    best: dict[str, set[str]]  # metric -> the families with the best mean (ties: all)
     reference: dict[str, float] = field(default_factory=dict)  # real data's value per metric
     files: list[Path] = field(default_factory=list)
 
@@ -121,7 +121,7 @@ class Report:
             return "n/a"
         mean, std, n = stats
         text = f"{fmt(mean)} +- {fmt(std)} ({n})" if std is not None else f"{fmt(mean)} (1)"
-        return f"**{text}**" if self.best.get(metric) == family else text
+        return f"**{text}**" if family in self.best.get(metric, ()) else text
 
     def table(self) -> list[str]:
         cols = list(self.columns)
@@ -194,7 +194,8 @@ def build_report(study_dir: Path) -> Report:
         scored = [(r[metric][0], f) for f, r in rows.items() if metric in r]
         scored = [(m, f) for m, f in scored if not math.isnan(m)]
         if scored:
-            best[metric] = (max if direction == "max" else min)(scored)[1]
+            top = (max if direction == "max" else min)(m for m, _ in scored)
+            best[metric] = {f for m, f in scored if m == top}
     reference = {}
     try:
         measured = json.loads((study_dir / REFERENCE_DIR / METRICS_FILE).read_text())["metrics"]
