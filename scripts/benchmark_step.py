@@ -7,8 +7,9 @@ optimizers on the same in-memory data and batch size:
   config as it is (TensorBoard logging, progress bar, checkpoints, sample grids, validation and
   every default callback on) and ``trainer.limit_train_batches=N``;
 - **hand loop**: plain PyTorch doing the family's updates, written as one would by hand: the same
-  loss functions, each player's step with the other players' parameters frozen (the work
-  ``toggled_optimizer`` saves), data batches indexed from the same uint8 tensor.
+  loss functions, each player's step with the other players' parameters frozen (as Lightning's
+  ``toggled_optimizer`` does) or its gradient taken with ``torch.autograd.grad``, data batches
+  indexed from the same uint8 tensor.
 
 Start-up and end-of-epoch work (validation, checkpoints, sample grids) are excluded in one of two
 ways. ``--method runs`` (the definition): each kind runs for two lengths ``N1 < N2`` and the

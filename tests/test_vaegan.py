@@ -312,6 +312,32 @@ def test_each_optimizer_step_changes_only_its_own_players_parameters():
     assert watcher.changed == [(p, {p}) for p in PLAYERS] * 2
 
 
+def test_one_device_steps_skip_the_toggles_and_match_the_toggled_whole_backward(monkeypatch):
+    # On one device each backward is restricted to its player's parameters and nothing is
+    # frozen; DDP's path (the others frozen, whole backward) must train bit for bit the same.
+    x = data(batches=3)
+    toggles = []
+    toggle = pl.LightningModule.toggle_optimizer
+    monkeypatch.setattr(
+        pl.LightningModule,
+        "toggle_optimizer",
+        lambda self, opt: (toggles.append(opt), toggle(self, opt))[1],
+    )
+
+    def trained() -> dict[str, list[torch.Tensor]]:
+        model = tiny_model(opt="torch.optim.Adam", lr=1e-2)
+        fit(model, x, batch_size=6, callbacks=[SeedEachBatch()])
+        return {p: params(model, p) for p in PLAYERS}
+
+    restricted = trained()
+    assert toggles == []
+    monkeypatch.setattr(VAEGAN, "restricted_backward", property(lambda self: False))
+    whole = trained()
+    assert len(toggles) == 3 * 3  # three players, three batches
+    for player in PLAYERS:
+        assert same(restricted[player], whole[player]), player
+
+
 class CountSteps(pl.Callback):
     def on_train_start(self, trainer, pl_module):
         self.counts = count_steps(pl_module)

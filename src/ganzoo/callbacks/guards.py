@@ -185,10 +185,9 @@ class DivergenceGuard(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, parameters: bool = True
     ) -> None:
         losses = list(getattr(pl_module, "batch_losses", []))
-        flags = [torch.isfinite(loss).all() for _, loss in losses]
         norms = player_norms(pl_module) if parameters else {}
-        flags += [torch.isfinite(n) for n in norms.values()]
-        finite = not flags or bool(torch.stack(flags).all())
+        values = [loss.reshape(-1) for _, loss in losses] + [n.reshape(1) for n in norms.values()]
+        finite = not values or bool(torch.isfinite(torch.cat(values)).all())  # one host read
         # Under DDP every rank stops together, whichever rank saw it.
         if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
