@@ -1,6 +1,5 @@
-"""Test helpers that ``ganzoo-train`` subprocesses load by config (``PYTHONPATH=tests``): a
-stateful in-memory loader (the data contract's resumable batch iterable), and callbacks that
-interrupt, signal, poison a loss or record the noise at a chosen batch."""
+"""Test helpers that ``ganzoo-train`` subprocesses load by config (``PYTHONPATH=tests``):
+callbacks that interrupt, signal, poison a loss or record the noise at a chosen batch."""
 
 from __future__ import annotations
 
@@ -10,58 +9,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-
-from ganzoo.data import RingDataModule
-
-
-class InMemoryBatches:
-    """Batches of one tensor in the order ``randperm(n, seed + epoch)``, resumable mid-epoch:
-    ``state_dict`` holds the epoch, the batches already yielded and the seed; Lightning saves it
-    in checkpoints and restores it on resume; it sets the epoch through ``sampler.set_epoch``."""
-
-    def __init__(self, x: torch.Tensor, batch_size: int, seed: int):
-        self.x, self.batch_size, self.seed = x, batch_size, seed
-        self.epoch, self.position = 0, 0
-        self._resume: tuple[int, int] | None = None
-
-    @property
-    def sampler(self):
-        return self
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.x.shape[0] // self.batch_size
-
-    def __iter__(self):
-        start = 0
-        if self._resume is not None and self._resume[0] == self.epoch:
-            start = self._resume[1]
-        self._resume = None
-        order = torch.randperm(
-            self.x.shape[0], generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-        )
-        self.position = start
-        for b in range(start, len(self)):
-            self.position = b + 1
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self.x[idx], torch.zeros(len(idx), dtype=torch.long)
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = state["epoch"]
-        self._resume = (state["epoch"], state["position"])
-
-
-class StatefulRingDataModule(RingDataModule):
-    """The ring data with :class:`InMemoryBatches` for training."""
-
-    def train_dataloader(self):
-        x = torch.stack([self.train_set[i][0] for i in range(len(self.train_set))])
-        return InMemoryBatches(x, self.batch_size, seed=0)
 
 
 def _at(trainer: pl.Trainer, epoch: int, batch: int, batch_idx: int) -> bool:

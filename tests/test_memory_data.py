@@ -283,32 +283,5 @@ def test_uneven_shards_are_padded_as_distributed_sampler_pads():
     assert set(orders[0]) | set(orders[1]) == set(range(n))
 
 
-# --- exact resume: random states and the data position in checkpoints ---------------------------
-
-
-@pytest.mark.parametrize("family", ["gan_alternating", "vaegan_gate", "alphagan_separate"])
-def test_a_run_resumed_mid_epoch_on_the_real_in_memory_data_ends_bit_identical(
-    family, make_cfg, tmp_path
-):
-    """test_reliability's mid-epoch resume, on ganzoo's own in-memory ring data (not the test
-    stand-in): crashed at batch 3 of epoch 2, resumed, the same state as a straight run."""
-    from ganzoo.train import train
-    from test_reliability import FAMILIES, RING, assert_same_training_state, checkpoint
-
-    common = [*RING, *FAMILIES[family], "trainer.max_epochs=2"]
-    train(make_cfg(*common, output_dir=tmp_path / "straight"))
-    crash = [
-        "+callbacks.crash._target_=reliability_probes.RaiseAt",
-        "+callbacks.crash.epoch=1",
-        "+callbacks.crash.batch=2",
-    ]
-    with pytest.raises(RuntimeError, match="interrupted by the test"):
-        train(make_cfg(*common, *crash, output_dir=tmp_path / "crashed"))
-    saved = tmp_path / "crashed" / "checkpoints" / "interrupted.ckpt"
-    state = checkpoint(saved)["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
-    assert (state["epoch"], state["position"]) == (1, 3)
-    train(make_cfg(*common, f"ckpt_path={saved}", output_dir=tmp_path / "resumed"))
-    assert_same_training_state(
-        tmp_path / "straight" / "checkpoints" / "last.ckpt",
-        tmp_path / "resumed" / "checkpoints" / "last.ckpt",
-    )
+# Exact resume on this data path (mid-epoch, at an epoch's end, under DDP, on SIGTERM): see
+# test_reliability.py, whose runs all use the in-memory ring.

@@ -35,8 +35,6 @@ RING = [
     "~callbacks.reconstructions",
     "callbacks.mode_coverage.num_samples=100",
 ]
-STATEFUL = "data._target_=reliability_probes.StatefulRingDataModule"
-
 GAN = [
     "model=gan",
     "model.generator.hidden=[16,16]",
@@ -131,8 +129,8 @@ def test_resume_mid_epoch_is_bit_identical(family, make_cfg, tmp_path):
     """Interrupted at the end of batch 3 of epoch 2 (an exception in a callback), resumed from
     interrupted.ckpt: the same parameters, optimizer and scheduler states as a straight run.
 
-    The loader is the test's stateful in-memory one (the data contract's resumable iterable)."""
-    common = [*RING, STATEFUL, *FAMILIES[family], "trainer.max_epochs=2"]
+    The data are ganzoo's in-memory ring (its loader's position is in the checkpoint)."""
+    common = [*RING, *FAMILIES[family], "trainer.max_epochs=2"]
     train(make_cfg(*common, output_dir=tmp_path / "straight"))
 
     crash = [
@@ -144,6 +142,8 @@ def test_resume_mid_epoch_is_bit_identical(family, make_cfg, tmp_path):
         train(make_cfg(*common, *crash, output_dir=tmp_path / "crashed"))
     saved = tmp_path / "crashed" / "checkpoints" / "interrupted.ckpt"
     assert checkpoint(saved)["ganzoo"]["batches_seen"] == 6 + 3
+    state = checkpoint(saved)["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert (state["epoch"], state["position"]) == (1, 3)
 
     train(make_cfg(*common, f"ckpt_path={saved}", output_dir=tmp_path / "resumed"))
     assert_same_training_state(
@@ -193,7 +193,7 @@ def ganzoo(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess
 def test_sigterm_finishes_the_batch_exits_143_and_the_printed_command_resumes_exactly(tmp_path):
     """A real SIGTERM during batch 4 of epoch 2 of a ganzoo-train process; the line it prints
     resumes the run, which ends bit-identical to a straight run."""
-    common = [*RING, STATEFUL, *FAMILIES["vaegan_gate"], "trainer.max_epochs=2"]
+    common = [*RING, *FAMILIES["vaegan_gate"], "trainer.max_epochs=2"]
     straight = ganzoo("ganzoo.train", *common, f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
 
@@ -262,7 +262,7 @@ def test_slurm_requeue_signal_finishes_the_batch_requeues_and_the_job_resumes_by
         monkeypatch.setenv(key, value)
     requeued = []
     monkeypatch.setattr("ganzoo.train.requeue_slurm_job", lambda job: requeued.append(job) or 0)
-    common = [*RING, STATEFUL, *FAMILIES["gan_alternating"], "trainer.max_epochs=2"]
+    common = [*RING, *FAMILIES["gan_alternating"], "trainer.max_epochs=2"]
     train(make_cfg(*common, output_dir=tmp_path / "straight"))
 
     usr1 = [
@@ -585,7 +585,7 @@ def test_ddp_sigterm_resumes_bit_identical(tmp_path):
     """Two CPU ranks, SIGTERM to rank 0 during batch 2 of epoch 2: both ranks stop after the
     batch, the checkpoint holds both ranks' random states, and the resumed run ends as the
     straight one (VAE/GAN with its gate, decided on the ranks' mean losses)."""
-    common = [*RING, STATEFUL, *FAMILIES["vaegan_gate"], *DDP[:3], "trainer.max_epochs=2"]
+    common = [*RING, *FAMILIES["vaegan_gate"], *DDP[:3], "trainer.max_epochs=2"]
     straight = ganzoo("ganzoo.train", *common, f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]
     run = tmp_path / "run"
