@@ -27,6 +27,7 @@ seconds, are comparable across machines.
     python scripts/benchmark_step.py --configs gan_ring --repeats 3
     python scripts/benchmark_step.py --trainer gpu_bf16 --compile   # on a GPU
     python scripts/benchmark_step.py --profile gan_mnist_infogan    # torch.profiler tables
+    python scripts/benchmark_step.py --decompose vaegan_ring        # where the extra time goes
 
 MNIST comes from ``--data-dir`` (default ``../shared/data`` beside the repository) or, when it is
 not there, from a synthetic MNIST of the same shape written to a temporary directory.
@@ -249,6 +250,8 @@ def alphagan_updates(model, opts) -> Callable[[torch.Tensor], None]:
     return update
 
 
+HAND_UPDATES = {"GAN": gan_updates, "VAEGAN": vaegan_updates, "AlphaGAN": alphagan_updates}
+
 CLOCK = time.process_time
 
 
@@ -266,9 +269,7 @@ def hand_loop(
     opt_list, _ = model.configure_optimizers()
     opts = dict(zip(model.players, opt_list, strict=True))
     family = type(model).__name__
-    update = {"GAN": gan_updates, "VAEGAN": vaegan_updates, "AlphaGAN": alphagan_updates}[family](
-        model, opts
-    )
+    update = HAND_UPDATES[family](model, opts)
     data = datamodule.train_set.to(device)  # the same in-memory tensors ganzoo serves from
     bs = cfg.data.batch_size
     generator = torch.Generator().manual_seed(0)
@@ -408,6 +409,54 @@ def benchmark(config: str, args, data_dir: Path, device, bf16: bool) -> dict[str
     return {"hand": h, "ganzoo": o, "ratio": o / h, "paired": paired, "n1": n1, "n2": n2}
 
 
+def decompose(config: str, args, data_dir: Path) -> None:
+    """Where ganzoo's extra time per batch goes: one ganzoo run whose training batches alternate
+    between the family's own ``training_step`` and the hand loop's update (on the same
+    networks, optimizers and batches), clocked with ``time.perf_counter`` inside each step and
+    between steps. Alternating in one run cancels the machine's drift, which separate runs do
+    not. Prints the medians: the two steps, and Lightning's loop between steps."""
+    batches = args.decompose_batches
+    model_cls: dict[str, type] = {}
+    times: dict[str, list[float]] = {"ganzoo step": [], "hand update": [], "loop": []}
+    last_end: list[float] = []
+
+    def alternating(self, batch, batch_idx):
+        start = time.perf_counter()
+        if last_end and batch_idx > 10:
+            times["loop"].append(start - last_end[-1])
+        if batch_idx % 2:
+            if not hasattr(self, "_hand_update"):
+                opt_list = self.optimizers(use_pl_optimizer=False)
+                opts = dict(zip(self.players, opt_list, strict=True))
+                family = type(self).__name__
+                self._hand_update = HAND_UPDATES[family](self, opts)
+            self._hand_update(self.inputs(batch))
+            kind = "hand update"
+        else:
+            model_cls["cls"].training_step(self, batch, batch_idx)
+            kind = "ganzoo step"
+        end = time.perf_counter()
+        if batch_idx > 10:
+            times[kind].append(end - start)
+        last_end.append(end)
+
+    def with_alternation(cfg):
+        datamodule, model, trainer = build_run(cfg)
+        model_cls["cls"] = type(model)
+        model.training_step = alternating.__get__(model)
+        return datamodule, model, trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_run(overrides_for(config, args, batches, data_dir), Path(tmp))
+        sink = io.StringIO()
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            with patched(ganzoo.train, "build_run", with_alternation):
+                train(cfg)
+    print(f"== {config}: {batches} batches alternating, median ms per batch (perf_counter)")
+    for kind, values in times.items():
+        print(f"| {kind} | {statistics.median(values) * 1e3:.2f} | ({len(values)} batches) |")
+
+
 def profile(config: str, args, data_dir: Path) -> None:
     """torch.profiler over a ganzoo run: the operators that take the time, and the hooks'."""
     from torch.profiler import ProfilerActivity
@@ -444,6 +493,10 @@ def main() -> None:
     parser.add_argument("--profile", nargs="*", default=None, help="profile these configs")
     parser.add_argument("--profile-batches", type=int, default=50)
     parser.add_argument("--profile-rows", type=int, default=15)
+    parser.add_argument(
+        "--decompose", nargs="*", default=None, help="ganzoo's step vs the hand update, in one run"
+    )
+    parser.add_argument("--decompose-batches", type=int, default=600)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
@@ -453,6 +506,10 @@ def main() -> None:
     if args.profile is not None:
         for config in args.profile or args.configs:
             profile(config, args, data_dir)
+        return
+    if args.decompose is not None:
+        for config in args.decompose or args.configs:
+            decompose(config, args, data_dir)
         return
     device = torch.device("cuda" if args.trainer.startswith("gpu") else "cpu")
     bf16 = args.trainer == "gpu_bf16"
