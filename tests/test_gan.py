@@ -137,6 +137,32 @@ def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
     assert model.r1_gamma == gamma
 
 
+def test_top_k_generator_learns_only_from_the_samples_d_rates_most_realistic(make_cfg, monkeypatch):
+    """model.top_k (Sinha et al. 2020): in epoch e, G's loss is taken on the
+    max(decay ** e, min_fraction) share of its batch with the highest logits; the others get no
+    gradient. Off (null) by default."""
+    _, plain, _ = build_run(make_cfg(*RING, *quick_overrides(batches=1)))
+    assert plain.top_k is None and plain.top_k_fraction() == 1.0
+    cfg = make_cfg(
+        *RING, *quick_overrides(batches=1), "model.top_k={decay: 0.5, min_fraction: 0.3}"
+    )
+    _, model, _ = build_run(cfg)
+    fractions = []
+    for epoch in range(4):
+        monkeypatch.setattr(GAN, "current_epoch", property(lambda self, e=epoch: e))
+        fractions.append(model.top_k_fraction())
+    assert fractions == [1.0, 0.5, 0.3, 0.3]
+
+    monkeypatch.setattr(GAN, "current_epoch", property(lambda self: 1))
+    logits = torch.tensor([[0.3], [-1.0], [2.0], [0.1]], requires_grad=True)
+    loss = model._g_loss(logits)
+    assert_close(loss, model.g_loss_fn(torch.tensor([[2.0], [0.3]])))
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert grad[1] == 0 and grad[3] == 0 and grad[0] != 0 and grad[2] != 0
+    with pytest.raises(ValueError, match="model.top_k"):
+        build_run(make_cfg(*RING, "model.top_k={decay: 0.9, min_fraction: 0}"))
+
+
 def test_output_bias_from_marginals(make_cfg, fake_mnist):
     cfg = make_cfg(
         "experiment=goodfellow2014_mnist",

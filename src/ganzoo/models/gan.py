@@ -13,6 +13,7 @@ maximises ``log D(G(z))`` (non-saturating). Two update schedules:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -41,6 +42,9 @@ class GAN(GenerativeModel):
         d_loss_weight: factor on D's loss; Goodfellow's code uses 0.5.
         r1_gamma: weight gamma of the R1 penalty ``gamma / 2 E ||grad_x D(x)||^2`` on real data
             added to D's loss (Mescheder et al. 2018); 0 is off (the paper's GAN).
+        top_k: ``{decay, min_fraction}``: top-k generator updates (Sinha et al. 2020), G's loss
+            on the ``max(decay ** epoch, min_fraction)`` share of its batch that D rates most
+            realistic; None is off (the paper's GAN).
         lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler), stepped
             once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
@@ -64,6 +68,7 @@ class GAN(GenerativeModel):
         k: int = 1,
         d_loss_weight: float = 1.0,
         r1_gamma: float = 0.0,
+        top_k: dict[str, float] | None = None,
         lr_scheduler: dict[str, SchedulerFactory | None] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
@@ -100,6 +105,15 @@ class GAN(GenerativeModel):
         if r1_gamma < 0:
             raise ValueError(f"model.r1_gamma must be >= 0 (0 is off), got {r1_gamma}")
         self.r1_gamma = r1_gamma
+        self.top_k = dict(top_k) if top_k else None
+        if self.top_k is not None:
+            decay, least = self.top_k.get("decay", 0.99), self.top_k.get("min_fraction", 0.5)
+            if not (0.0 < decay <= 1.0 and 0.0 < least <= 1.0):
+                raise ValueError(
+                    "model.top_k needs 0 < decay <= 1 and 0 < min_fraction <= 1, got "
+                    f"decay={decay}, min_fraction={least}"
+                )
+            self.top_k = {"decay": float(decay), "min_fraction": float(least)}
 
     def setup(self, stage: str) -> None:
         # Goodfellow's init_sigmoid_bias_from_marginals: networks that ask for it get the
@@ -134,7 +148,7 @@ class GAN(GenerativeModel):
         # Generator: one step after every k-th discriminator step, on fresh noise.
         if (self.batches_seen + 1) % self.k == 0:
             with self.toggled_optimizer(opt["generator"]):
-                loss_g = self.g_loss_fn(
+                loss_g = self._g_loss(
                     self.discriminator(self.generator(self.prior.sample(x.shape[0])))
                 )
                 self._step(opt["generator"], loss_g)
@@ -151,7 +165,7 @@ class GAN(GenerativeModel):
         x = self._r1_input(x)
         real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
         loss_d = self._d_loss(x, real_logits, fake_logits)
-        loss_g = self.g_loss_fn(fake_logits)
+        loss_g = self._g_loss(fake_logits)
 
         with self.toggled_optimizer(opt["discriminator"]):
             self._backward(opt["discriminator"], loss_d, retain_graph=True)
@@ -161,6 +175,22 @@ class GAN(GenerativeModel):
         opt["generator"].step()
         self._log_d(loss_d, real_logits, fake_logits)
         self.log("train/loss_g", loss_g, prog_bar=True)
+
+    def top_k_fraction(self) -> float:
+        """The share of the fake batch G learns from this epoch (Sinha et al. 2020):
+        ``max(decay ** epoch, min_fraction)``; 1 without ``model.top_k``."""
+        if self.top_k is None:
+            return 1.0
+        return max(self.top_k["decay"] ** self.current_epoch, self.top_k["min_fraction"])
+
+    def _g_loss(self, fake_logits: Tensor) -> Tensor:
+        """G's loss on its samples' logits; with ``model.top_k``, on the ``k`` samples D rates
+        most realistic only (the others' gradients are zero)."""
+        n = fake_logits.shape[0]
+        k = min(n, max(1, math.ceil(self.top_k_fraction() * n)))
+        if k < n:
+            fake_logits = fake_logits.topk(k, dim=0).values
+        return self.g_loss_fn(fake_logits)
 
     def _r1_input(self, x: Tensor) -> Tensor:
         """The real batch, made to require grad when the R1 penalty needs its gradient."""
