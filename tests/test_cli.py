@@ -74,3 +74,21 @@ def test_objective_returns_the_named_metric():
     assert objective(OmegaConf.create({"optimized_metric": None}), {"val/modes": 7.0}) is None
     with pytest.raises(KeyError, match="val/fid"):
         objective(OmegaConf.create({"optimized_metric": "val/fid"}), {"val/modes": 7.0})
+
+
+@pytest.mark.parametrize(("nvml_loads", "kept"), [(False, False), (True, True)])
+def test_lightnings_nvml_check_is_dropped_only_where_nvml_cannot_load(
+    nvml_loads, kept, monkeypatch
+):
+    import ganzoo.train
+
+    def cdll(name):
+        if not nvml_loads:
+            raise OSError(f"{name}: cannot open shared object file")
+        return object()
+
+    monkeypatch.setattr(ganzoo.train.sys, "platform", "linux")
+    monkeypatch.setattr(ganzoo.train.ctypes, "CDLL", cdll)
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    ganzoo.train.no_nvml_retries()
+    assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in ganzoo.train.os.environ) == kept
