@@ -161,6 +161,8 @@ def test_top_k_generator_learns_only_from_the_samples_d_rates_most_realistic(mak
     assert grad[1] == 0 and grad[3] == 0 and grad[0] != 0 and grad[2] != 0
     with pytest.raises(ValueError, match="model.top_k"):
         build_run(make_cfg(*RING, "model.top_k={decay: 0.9, min_fraction: 0}"))
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_run(make_cfg(*RING, "model.top_k={decay: 0.9, min_frac: 0.5}"))
 
 
 def test_output_bias_from_marginals(make_cfg, fake_mnist):

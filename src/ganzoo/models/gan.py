@@ -107,6 +107,11 @@ class GAN(GenerativeModel):
         self.r1_gamma = r1_gamma
         self.top_k = dict(top_k) if top_k else None
         if self.top_k is not None:
+            unknown = sorted(set(self.top_k) - {"decay", "min_fraction"})
+            if unknown:
+                raise ValueError(
+                    f"model.top_k has unknown keys {unknown}: it takes decay and min_fraction"
+                )
             decay, least = self.top_k.get("decay", 0.99), self.top_k.get("min_fraction", 0.5)
             if not (0.0 < decay <= 1.0 and 0.0 < least <= 1.0):
                 raise ValueError(
