@@ -211,3 +211,33 @@ def test_flatten_names_hyperparameters_as_overrides_do():
         "model.prior": "None",
         "trainer.max_epochs": 5,
     }
+
+
+def test_training_curve_script_tabulates_a_resumed_runs_epochs(tmp_path):
+    """scripts/training_curve.py reads every event file of a run (a resumed run writes a second
+    one), keys values by the epoch Lightning logs beside them, and keeps the last of a repeat."""
+    import importlib.util
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    spec = importlib.util.spec_from_file_location(
+        "training_curve", Path(__file__).parents[1] / "scripts" / "training_curve.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    logs = tmp_path / "run" / "tensorboard"
+    # First process: epochs 0-2 (0-based, as Lightning logs them); resumed: epoch 2 again, 3.
+    for part, epochs in enumerate([(0, 1, 2), (2, 3)]):
+        writer = SummaryWriter(logs, filename_suffix=f".{part}")
+        for epoch in epochs:
+            step = 100 * (epoch + 1)
+            writer.add_scalar("epoch", epoch, step)
+            writer.add_scalar("val/parzen_ll", 10.0 * epoch + part, step)
+        writer.close()
+    values = script.curves(tmp_path / "run", ["val/parzen_ll"])
+    assert values == {"val/parzen_ll": {1: 0.0, 2: 10.0, 3: 21.0, 4: 31.0}}
+    rows = script.table(values, every=2).splitlines()
+    assert rows[2:] == ["| 1 | 0 |", "| 2 | 10 |", "| 4 | 31 |"]
+    assert script.plot(values, tmp_path / "curve.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no scalar 'val/fid'"):
+        script.curves(tmp_path / "run", ["val/fid"])
