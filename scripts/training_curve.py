@@ -4,7 +4,7 @@
         --every 5 --plot curve.png
 
 Prints a markdown table, one row per logged epoch (every ``--every``-th, and the last), one
-column per tag; with ``--plot``, one panel per tag over the epochs (matplotlib, PNG). RUN_DIR is
+column per tag; with ``--plot``, one panel per tag over the epochs (four to a row) (matplotlib, PNG). RUN_DIR is
 a ``ganzoo-train`` run directory or a study's job directory (every ``events.out.tfevents.*``
 file in it, resumed runs included).
 """
@@ -42,8 +42,12 @@ def table(values: dict[str, dict[int, float]], every: int) -> str:
 
 def plot(values: dict[str, dict[int, float]], path: Path) -> Path:
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3), squeeze=False)
-    for ax, (tag, points) in zip(axes[0], values.items(), strict=True):
+    cols = min(4, len(values))
+    rows = -(-len(values) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax in axes.flat[len(values) :]:
+        ax.set_visible(False)
+    for ax, (tag, points) in zip(axes.flat, values.items(), strict=False):  # spare panels hidden
         epochs = sorted(points)
         ax.plot(epochs, [points[e] for e in epochs], marker=".")
         ax.set_title(tag)
