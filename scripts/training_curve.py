@@ -3,10 +3,10 @@
     python scripts/training_curve.py RUN_DIR val/parzen_ll val/classifier_score \
         --every 5 --plot curve.png
 
-Prints a markdown table, one row per logged epoch (every ``--every``-th, and the last), one
-column per tag; with ``--plot``, one panel per tag over the epochs (four to a row) (matplotlib, PNG). RUN_DIR is
-a ``ganzoo-train`` run directory or a study's job directory (every ``events.out.tfevents.*``
-file in it, resumed runs included).
+Prints a markdown table, one row per logged epoch (every ``--every``-th, and the first and last),
+one column per tag; with ``--plot``, a PNG (matplotlib) with one panel per tag over the epochs,
+four to a row. RUN_DIR is a ``ganzoo-train`` run directory or a study's job directory (every
+``events.out.tfevents.*`` file in it, resumed runs included).
 """
 
 from __future__ import annotations

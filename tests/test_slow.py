@@ -1,6 +1,6 @@
 """Longer checks on real MNIST (``pytest -m slow``): each family's MNIST recipe learns digits.
 
-Each test trains a family's recipe (the ``mnist`` study's) for a bounded number of batches on
+Each test trains one of the family's MNIST recipes for a bounded number of batches on
 ``../shared/data``, then measures it with ``ganzoo-eval``'s code: the samples must score well
 above a collapsed model (one digit, or the mean image: classifier score about 1), and an encoder
 family must reconstruct held-out digits better than the mean training image does.
@@ -57,7 +57,7 @@ def mean_image_l1(model) -> float:
         # that fragile). The mnist study's InfoGAN networks at batch 64 took 10 minutes for
         # 400 batches here and still scored 1.8.
         ("goodfellow2014_mnist", ["trainer.max_epochs=10"], 3.5, None),
-        # vaegan_mnist_conv, 150 batches of 128 (about 12 minutes here): measured score 1.03 and
+        # vaegan_mnist_conv, 150 batches of 128 (7 minutes here): measured score 1.03 and
         # held-out L1 0.155 against the mean image's 0.150, i.e. not yet learning. ganzoo has no
         # VAE/GAN MNIST recipe that makes digits in a bounded CPU run yet; strict, so
         # that a recipe that passes has to be written in here.
