@@ -103,3 +103,35 @@ def test_slurm_launcher_and_hparams_search_compose(tmp_path):
     assert cfg.hydra.launcher.partition == "gpu"
     assert cfg.hydra.sweeper.params["model.k"] == "1,5"
     assert cfg.optimized_metric == "val/reverse_kl"
+
+
+def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
+    """gan_ring_lrdecay's linear decay spans the run it is given: 32 epochs of 1,000 batches as
+    shipped, and whatever epochs, samples and batch size it is overridden to; both rates end at
+    1% of their start."""
+    shipped = make_cfg("experiment=gan_ring_lrdecay").model.lr_scheduler
+    assert shipped.generator.total_iters == shipped.discriminator.total_iters == 32_000
+    cfg = make_cfg(
+        "experiment=gan_ring_lrdecay",
+        *quick_overrides(),
+        "trainer.max_epochs=2",
+        "~trainer.limit_train_batches",
+        "data.num_train=400",
+        "data.num_val=100",
+        "data.batch_size=16",
+        output_dir=tmp_path / "run",
+    )
+    assert cfg.model.lr_scheduler.generator.total_iters == 2 * (400 // 16)
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert [s["last_epoch"] for s in ckpt["lr_schedulers"]] == [50, 50]
+    for state in ckpt["optimizer_states"]:
+        assert state["param_groups"][0]["lr"] == pytest.approx(1e-6)
+
+
+def test_train_batches_resolver_names_its_bad_input():
+    from ganzoo.config import train_batches
+
+    assert train_batches(3, 1050, 100) == 30  # the last, partial batch is dropped
+    with pytest.raises(ValueError, match="num_train >= batch_size"):
+        train_batches(1, 10, 100)

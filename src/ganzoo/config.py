@@ -31,8 +31,22 @@ def output_activation(value_range) -> str:
     raise ValueError(f"data.value_range must be [0, 1] or [-1, 1], got {list(value_range)}")
 
 
+def train_batches(epochs, num_train, batch_size) -> int:
+    """Training batches in ``epochs`` epochs of ``num_train`` samples at ``batch_size`` (the last,
+    partial batch dropped, as the training loaders do): the length of a schedule that spans the
+    whole run, e.g. ``total_iters`` of a linear decay."""
+    epochs, num_train, batch_size = int(epochs), int(num_train), int(batch_size)
+    if epochs < 1 or batch_size < 1 or num_train < batch_size:
+        raise ValueError(
+            f"ganzoo.train_batches needs epochs >= 1 and num_train >= batch_size >= 1, got "
+            f"{epochs=}, {num_train=}, {batch_size=}"
+        )
+    return epochs * (num_train // batch_size)
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("ganzoo.output_activation", output_activation, replace=True)
+    OmegaConf.register_new_resolver("ganzoo.train_batches", train_batches, replace=True)
 
 
 register_resolvers()
