@@ -110,7 +110,7 @@ def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
     shipped, and whatever epochs, samples and batch size it is overridden to; both rates end at
     1% of their start."""
     shipped = make_cfg("experiment=gan_ring_lrdecay").model.lr_scheduler
-    assert shipped.generator.total_iters == shipped.discriminator.total_iters == 32_000
+    assert shipped.all.total_iters == 32_000
     cfg = make_cfg(
         "experiment=gan_ring_lrdecay",
         *quick_overrides(),
@@ -121,7 +121,7 @@ def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
         "data.batch_size=16",
         output_dir=tmp_path / "run",
     )
-    assert cfg.model.lr_scheduler.generator.total_iters == 2 * (400 // 16)
+    assert cfg.model.lr_scheduler.all.total_iters == 2 * (400 // 16)
     train(cfg)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert [s["last_epoch"] for s in ckpt["lr_schedulers"]] == [50, 50]
@@ -135,3 +135,20 @@ def test_train_batches_resolver_names_its_bad_input():
     assert train_batches(3, 1050, 100) == 30  # the last, partial batch is dropped
     with pytest.raises(ValueError, match="num_train >= batch_size"):
         train_batches(1, 10, 100)
+
+
+@pytest.mark.parametrize("experiment", ["gan_ring", "vaegan_ring", "alphagan_ring"])
+def test_lr_scheduler_all_reaches_every_player_and_a_players_own_entry_wins(experiment, make_cfg):
+    cfg = make_cfg(
+        f"experiment={experiment}",
+        "model/lr_scheduler=linear_decay",
+        "model.lr_scheduler.all.total_iters=10",
+        "+model.lr_scheduler.discriminator._target_=torch.optim.lr_scheduler.ConstantLR",
+        "+model.lr_scheduler.discriminator._partial_=true",
+    )
+    _, model, _ = build_run(cfg)
+    optimizers, schedulers = model.configure_optimizers()
+    kinds = [type(s["scheduler"]).__name__ for s in schedulers]
+    assert len(kinds) == len(optimizers) == len(model.players)
+    expected = ["ConstantLR" if p == "discriminator" else "LinearLR" for p in model.players]
+    assert kinds == expected

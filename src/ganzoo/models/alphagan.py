@@ -105,8 +105,8 @@ class AlphaGAN(GenerativeModel):
         latent_reconstruction_weight: weight of ``|E(G(z)) - z|_1`` in E's and G's losses (0: off).
         fake_weight: ``w`` on each of the reconstruction and sample terms of D's and G's losses.
         gradient_penalty_weight: WGAN-GP penalty weight on D and C (0: off).
-        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler), stepped
-            once per batch.
+        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler; the key
+            ``all`` for every player without its own entry), stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.

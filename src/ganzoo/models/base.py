@@ -134,7 +134,12 @@ class GenerativeModel(pl.LightningModule):
                 f"model.prior.dim={self.prior.dim} differs from model.latent_dim={latent_dim}"
             )
         self._optimizer_factories = dict(optimizer or {})
-        self._scheduler_factories = {k: v for k, v in (lr_scheduler or {}).items() if v}
+        # ``all``: the schedule of every player without an entry of its own.
+        schedules = {k: v for k, v in (lr_scheduler or {}).items() if v}
+        every = schedules.pop("all", None)
+        if every is not None:
+            schedules = {p: schedules.get(p, every) for p in self.players} | schedules
+        self._scheduler_factories = schedules
         for key, table in (
             ("model.optimizer", self._optimizer_factories),
             ("model.lr_scheduler", self._scheduler_factories),

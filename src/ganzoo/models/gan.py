@@ -45,8 +45,8 @@ class GAN(GenerativeModel):
         top_k: ``{decay, min_fraction}``: top-k generator updates (Sinha et al. 2020), G's loss
             on the ``max(decay ** epoch, min_fraction)`` share of its batch that D rates most
             realistic; None is off (the paper's GAN).
-        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler), stepped
-            once per batch.
+        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler; the key
+            ``all`` for every player without its own entry), stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.

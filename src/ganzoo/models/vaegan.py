@@ -76,8 +76,8 @@ class VAEGAN(GenerativeModel):
         gate_whole_decoder_step: what the gate skips for the decoder. True: its whole step (the
             official code, where ``gamma`` is tiny and the step is nearly all GAN); false: only
             its adversarial term (the decoder still follows ``gamma * L_llike``).
-        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler), stepped
-            once per batch.
+        lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler; the key
+            ``all`` for every player without its own entry), stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         ema: ``{decay, start, use}`` of the moving average of G (and E) used for sampling and
             evaluation (``GenerativeModel.inference_network``); decay None is off.
