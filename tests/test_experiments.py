@@ -152,3 +152,12 @@ def test_lr_scheduler_all_reaches_every_player_and_a_players_own_entry_wins(expe
     assert len(kinds) == len(optimizers) == len(model.players)
     expected = ["ConstantLR" if p == "discriminator" else "LinearLR" for p in model.players]
     assert kinds == expected
+
+
+def test_packed_resolver_widens_the_first_axis_or_the_channels():
+    from ganzoo.config import packed
+
+    assert list(packed([2], 4)) == [8] and list(packed([3, 32, 32], 2)) == [6, 32, 32]
+    assert packed(3, 2) == 6 and list(packed([2])) == [2]
+    with pytest.raises(ValueError, match="model.pack"):
+        packed([2], 0)

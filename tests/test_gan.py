@@ -137,6 +137,68 @@ def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
     assert model.r1_gamma == gamma
 
 
+def test_pacgan_d_judges_packed_samples_and_its_step_is_the_packed_loss(make_cfg):
+    """model.pack=m (PacGAN, Lin et al. 2018): D's input is m consecutive samples side by side
+    (real with real, fake with fake), its logits one per packed sample, and its SGD step that
+    of the standard loss on those logits."""
+    m, lr = 2, 0.1
+    cfg = make_cfg(
+        *RING,
+        *quick_overrides(batches=1),
+        f"model.pack={m}",
+        "model/optimizer=goodfellow_sgd",
+        "model.optimizer.discriminator.momentum=0.0",
+    )
+    assert list(cfg.model.discriminator.in_shape) == [2 * m]
+    dm, model, trainer = build_run(cfg)
+    x = torch.arange(12.0).reshape(6, 2)
+    assert_close(model.packed(x), torch.tensor([[0.0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]))
+    assert model.packed(x[:5]).shape == (2, 4)  # the odd sample out is left out
+    images = torch.randn(4, 3, 8, 8)
+    assert_close(model.packed(images)[1], torch.cat([images[2], images[3]]))
+
+    dm.setup("fit")
+    x = next(iter(dm.train_dataloader()))[0]
+    D0 = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    torch.manual_seed(123)
+    with torch.no_grad():
+        fake = model.generator(model.prior.sample(x.shape[0]))
+    real_logits = model.discriminator(x.reshape(-1, 2 * m))
+    fake_logits = model.discriminator(fake.reshape(-1, 2 * m))
+    assert real_logits.shape == (x.shape[0] // m,)
+    loss_d = (
+        torch.nn.functional.softplus(-real_logits).mean()
+        + torch.nn.functional.softplus(fake_logits).mean()
+    )
+    gd = torch.autograd.grad(loss_d, list(model.discriminator.parameters()))
+    want = [p.detach() - lr * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)]
+    model.discriminator.load_state_dict(D0)
+
+    model.train()
+    trainer.callbacks.append(SameNoise(123))
+    trainer.fit(model, datamodule=FixedBatch(x))
+    for got, w in zip(model.discriminator.parameters(), want, strict=True):
+        assert_close(got.detach(), w)
+    with pytest.raises(ValueError, match="model.pack"):
+        build_run(make_cfg(*RING, "model.pack=0"))
+
+
+@pytest.mark.parametrize("schedule", ["alternating", "simultaneous"])
+def test_pacgan_trains_convnets_with_packed_channels(schedule, make_cfg, fake_mnist):
+    cfg = make_cfg(
+        "experiment=gan_mnist_infogan",
+        *quick_overrides(batches=2),
+        f"paths.data_dir={fake_mnist}",
+        "data.val_size=64",
+        "data.batch_size=16",
+        "model.pack=2",
+        f"model.schedule={schedule}",
+    )
+    assert cfg.model.discriminator.channels == 2
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss_d"]))
+
+
 def test_top_k_generator_learns_only_from_the_samples_d_rates_most_realistic(make_cfg, monkeypatch):
     """model.top_k (Sinha et al. 2020): in epoch e, G's loss is taken on the
     max(decay ** e, min_fraction) share of its batch with the highest logits; the others get no

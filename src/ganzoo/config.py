@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def config_dir() -> str:
@@ -44,9 +44,24 @@ def train_batches(epochs, num_train, batch_size) -> int:
     return epochs * (num_train // batch_size)
 
 
+def packed(shape_or_channels, pack=1):
+    """What a discriminator sees of one sample under PacGAN's packing (``model.pack``): ``pack``
+    samples concatenated along their first axis. A shape list gets its first entry multiplied,
+    a channel count is multiplied."""
+    pack = int(pack)
+    if pack < 1:
+        raise ValueError(f"model.pack (PacGAN's packing degree) must be >= 1, got {pack}")
+    if isinstance(shape_or_channels, int):
+        return shape_or_channels * pack
+    shape = [int(v) for v in shape_or_channels]
+    # A ListConfig, not a list: OmegaConf.resolve (--cfg job --resolve) takes only that.
+    return ListConfig([shape[0] * pack, *shape[1:]])
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("ganzoo.output_activation", output_activation, replace=True)
     OmegaConf.register_new_resolver("ganzoo.train_batches", train_batches, replace=True)
+    OmegaConf.register_new_resolver("ganzoo.packed", packed, replace=True)
 
 
 register_resolvers()

@@ -9,6 +9,9 @@ maximises ``log D(G(z))`` (non-saturating). Two update schedules:
 - ``simultaneous`` (Goodfellow's released pylearn2 code): one minibatch, one forward pass of
   ``D(x)`` and ``D(G(z))`` (sharing dropout masks), each player's gradient taken from its own
   cost, and both players stepped once.
+
+``pack`` > 1 is PacGAN (Lin et al. 2018): D judges ``pack`` samples at once, real with real and
+fake with fake, concatenated along the feature (channel) axis; the paper's GAN is ``pack`` 1.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class GAN(GenerativeModel):
         top_k: ``{decay, min_fraction}``: top-k generator updates (Sinha et al. 2020), G's loss
             on the ``max(decay ** epoch, min_fraction)`` share of its batch that D rates most
             realistic; None is off (the paper's GAN).
+        pack: PacGAN's packing degree m (Lin et al. 2018): D sees each batch of ``B`` samples
+            as ``B // m`` packed samples of ``m`` samples each, concatenated along dimension 1
+            (features of flat data, channels of images), so its input has ``m`` times the
+            features or channels of one sample; 1 is off (the paper's GAN).
         lr_scheduler: optional ``{player: scheduler factory}`` (optimizer -> scheduler; the key
             ``all`` for every player without its own entry), stepped once per batch.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
@@ -69,6 +76,7 @@ class GAN(GenerativeModel):
         d_loss_weight: float = 1.0,
         r1_gamma: float = 0.0,
         top_k: dict[str, float] | None = None,
+        pack: int = 1,
         lr_scheduler: dict[str, SchedulerFactory | None] | None = None,
         num_fixed_samples: int = 64,
         ema: dict[str, Any] | None = None,
@@ -105,6 +113,9 @@ class GAN(GenerativeModel):
         if r1_gamma < 0:
             raise ValueError(f"model.r1_gamma must be >= 0 (0 is off), got {r1_gamma}")
         self.r1_gamma = r1_gamma
+        if pack < 1:
+            raise ValueError(f"model.pack (PacGAN's packing degree) must be >= 1, got {pack}")
+        self.pack = int(pack)
         self.top_k = dict(top_k) if top_k else None
         if self.top_k is not None:
             unknown = sorted(set(self.top_k) - {"decay", "min_fraction"})
@@ -139,13 +150,14 @@ class GAN(GenerativeModel):
             self._simultaneous_step(x)
             return
         opt = self.player_optimizers()
+        n = x.shape[0]
 
         # Discriminator: one step of the k-step inner loop, on this batch and fresh noise.
         with self.toggled_optimizer(opt["discriminator"]):
             with torch.no_grad():
-                fake = self.generator(self.prior.sample(x.shape[0]))
-            x = self._r1_input(x)
-            real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
+                fake = self.generator(self.prior.sample(n))
+            x = self._r1_input(self.packed(x))
+            real_logits, fake_logits = self.discriminator(x), self.critic(fake)
             loss_d = self._d_loss(x, real_logits, fake_logits)
             self._step(opt["discriminator"], loss_d)
         self._log_d(loss_d, real_logits, fake_logits)
@@ -153,9 +165,7 @@ class GAN(GenerativeModel):
         # Generator: one step after every k-th discriminator step, on fresh noise.
         if (self.batches_seen + 1) % self.k == 0:
             with self.toggled_optimizer(opt["generator"]):
-                loss_g = self._g_loss(
-                    self.discriminator(self.generator(self.prior.sample(x.shape[0])))
-                )
+                loss_g = self._g_loss(self.critic(self.generator(self.prior.sample(n))))
                 self._step(opt["generator"], loss_g)
             self.log("train/loss_g", loss_g, prog_bar=True)
 
@@ -167,8 +177,8 @@ class GAN(GenerativeModel):
         """
         opt = self.player_optimizers()
         fake = self.generator(self.prior.sample(x.shape[0]))
-        x = self._r1_input(x)
-        real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
+        x = self._r1_input(self.packed(x))
+        real_logits, fake_logits = self.discriminator(x), self.critic(fake)
         loss_d = self._d_loss(x, real_logits, fake_logits)
         loss_g = self._g_loss(fake_logits)
 
@@ -180,6 +190,25 @@ class GAN(GenerativeModel):
         opt["generator"].step()
         self._log_d(loss_d, real_logits, fake_logits)
         self.log("train/loss_g", loss_g, prog_bar=True)
+
+    def packed(self, x: Tensor) -> Tensor:
+        """``pack`` consecutive samples as one (PacGAN), concatenated along dimension 1: ``(B, C,
+        ...) -> (B // pack, pack * C, ...)``; a remainder of fewer than ``pack`` samples is left
+        out. The identity for ``pack`` 1."""
+        m = self.pack
+        if m == 1:
+            return x
+        n = x.shape[0] - x.shape[0] % m
+        if n == 0:
+            raise ValueError(
+                f"a batch of {x.shape[0]} samples holds no packed sample of model.pack={m}"
+            )
+        return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+    def critic(self, x: Tensor) -> Tensor:
+        """D's logits for a batch of samples: one per packed sample (one per sample without
+        packing)."""
+        return self.discriminator(self.packed(x))
 
     def top_k_fraction(self) -> float:
         """The share of the fake batch G learns from this epoch (Sinha et al. 2020):
@@ -226,7 +255,7 @@ class GAN(GenerativeModel):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x = self.inputs(batch)
         fake = self.generator(self.prior.sample(x.shape[0]))
-        real_logits, fake_logits = self.discriminator(x), self.discriminator(fake)
+        real_logits, fake_logits = self.critic(x), self.critic(fake)
         self.log_dict(
             {
                 "val/loss_d": self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits),
