@@ -53,6 +53,10 @@ def test_multirun_gives_every_job_its_own_directory(tmp_path):
             ],
             "data.image_size=30 is not an image size",
         ),
+        (
+            ["experiment=gan_ring", "model/lr_scheduler=linear_decay"],
+            "model.lr_scheduler.all.total_iters has no value (???): set it",
+        ),
     ],
 )
 def test_bad_input_fails_with_a_clear_message(args, expected, tmp_path, fake_mnist):

@@ -74,12 +74,14 @@ def report_user_errors(prog: str):
     import os
 
     from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
 
     from ganzoo.data.base import DatasetMissingError
 
     user_errors = (
         DatasetMissingError,
         InstantiationException,
+        MissingMandatoryValue,
         ValueError,
         KeyError,
         FileNotFoundError,
@@ -98,6 +100,9 @@ def report_user_errors(prog: str):
                     if isinstance(err, InstantiationException) and err.__cause__
                     else err
                 )
+                if isinstance(cause, MissingMandatoryValue) and cause.full_key:
+                    key = cause.full_key
+                    cause = f"{key} has no value (???): set it, e.g. {key}=<value>"
                 raise SystemExit(f"{prog}: error: {cause}") from None
 
         return inner
