@@ -98,6 +98,26 @@ def test_simultaneous_step_takes_each_gradient_from_its_own_cost(make_cfg):
         assert_close(got.detach(), want)
 
 
+def assert_d_step_is_sgd_on(loss_d, dm, model, trainer, lr) -> None:
+    """D's first training step (plain SGD at ``lr``) equals a step on ``loss_d(x, fake)``, with
+    the first training batch ``x`` and the fakes of the step's own noise (seed 123)."""
+    dm.setup("fit")
+    x = next(iter(dm.train_dataloader()))[0]
+    D0 = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    torch.manual_seed(123)
+    with torch.no_grad():
+        fake = model.generator(model.prior.sample(x.shape[0]))
+    gd = torch.autograd.grad(loss_d(x, fake), list(model.discriminator.parameters()))
+    want = [p.detach() - lr * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)]
+    model.discriminator.load_state_dict(D0)
+
+    model.train()
+    trainer.callbacks.append(SameNoise(123))
+    trainer.fit(model, datamodule=FixedBatch(x))
+    for got, w in zip(model.discriminator.parameters(), want, strict=True):
+        assert_close(got.detach(), w)
+
+
 def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
     """With model.r1_gamma, D's SGD step is that of D's loss plus gamma / 2 E ||grad_x D(x)||^2
     on the real batch (Mescheder et al. 2018), gradients taken at the same parameters."""
@@ -110,30 +130,18 @@ def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
         "model.optimizer.discriminator.momentum=0.0",
     )
     dm, model, trainer = build_run(cfg)
-    dm.setup("fit")
-    x = next(iter(dm.train_dataloader()))[0]
-    D0 = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
 
-    torch.manual_seed(123)
-    with torch.no_grad():
-        fake = model.generator(model.prior.sample(x.shape[0]))
-    xr = x.clone().requires_grad_(True)
-    real_logits, fake_logits = model.discriminator(xr), model.discriminator(fake)
-    (grad_x,) = torch.autograd.grad(real_logits.sum(), xr, create_graph=True)
-    loss_d = (
-        torch.nn.functional.softplus(-real_logits).mean()
-        + torch.nn.functional.softplus(fake_logits).mean()
-        + gamma / 2 * grad_x.pow(2).sum(1).mean()
-    )
-    gd = torch.autograd.grad(loss_d, list(model.discriminator.parameters()))
-    want = [p.detach() - lr * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)]
-    model.discriminator.load_state_dict(D0)
+    def loss_d(x, fake):
+        xr = x.clone().requires_grad_(True)
+        real_logits, fake_logits = model.discriminator(xr), model.discriminator(fake)
+        (grad_x,) = torch.autograd.grad(real_logits.sum(), xr, create_graph=True)
+        return (
+            torch.nn.functional.softplus(-real_logits).mean()
+            + torch.nn.functional.softplus(fake_logits).mean()
+            + gamma / 2 * grad_x.pow(2).sum(1).mean()
+        )
 
-    model.train()
-    trainer.callbacks.append(SameNoise(123))
-    trainer.fit(model, datamodule=FixedBatch(x))
-    for got, w in zip(model.discriminator.parameters(), want, strict=True):
-        assert_close(got.detach(), w)
+    assert_d_step_is_sgd_on(loss_d, dm, model, trainer, lr)
     assert model.r1_gamma == gamma
 
 
@@ -157,28 +165,16 @@ def test_pacgan_d_judges_packed_samples_and_its_step_is_the_packed_loss(make_cfg
     images = torch.randn(4, 3, 8, 8)
     assert_close(model.packed(images)[1], torch.cat([images[2], images[3]]))
 
-    dm.setup("fit")
-    x = next(iter(dm.train_dataloader()))[0]
-    D0 = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
-    torch.manual_seed(123)
-    with torch.no_grad():
-        fake = model.generator(model.prior.sample(x.shape[0]))
-    real_logits = model.discriminator(x.reshape(-1, 2 * m))
-    fake_logits = model.discriminator(fake.reshape(-1, 2 * m))
-    assert real_logits.shape == (x.shape[0] // m,)
-    loss_d = (
-        torch.nn.functional.softplus(-real_logits).mean()
-        + torch.nn.functional.softplus(fake_logits).mean()
-    )
-    gd = torch.autograd.grad(loss_d, list(model.discriminator.parameters()))
-    want = [p.detach() - lr * g for p, g in zip(model.discriminator.parameters(), gd, strict=True)]
-    model.discriminator.load_state_dict(D0)
+    def loss_d(x, fake):
+        real_logits = model.discriminator(x.reshape(-1, 2 * m))
+        fake_logits = model.discriminator(fake.reshape(-1, 2 * m))
+        assert real_logits.shape == (x.shape[0] // m,)
+        return (
+            torch.nn.functional.softplus(-real_logits).mean()
+            + torch.nn.functional.softplus(fake_logits).mean()
+        )
 
-    model.train()
-    trainer.callbacks.append(SameNoise(123))
-    trainer.fit(model, datamodule=FixedBatch(x))
-    for got, w in zip(model.discriminator.parameters(), want, strict=True):
-        assert_close(got.detach(), w)
+    assert_d_step_is_sgd_on(loss_d, dm, model, trainer, lr)
     with pytest.raises(ValueError, match="model.pack"):
         build_run(make_cfg(*RING, "model.pack=0"))
 
