@@ -74,6 +74,51 @@ def test_average_is_the_closed_form_of_the_recorded_weights(tmp_path, experiment
             assert not torch.equal(value, getattr(model, name).get_parameter(key))
 
 
+class ReferenceAverage(pl.Callback):
+    """``AveragedModel.update_parameters`` itself, on a copy of G, after each batch's updates
+    (callbacks' batch-end hooks run before the module's, which updates the module's average)."""
+
+    def __init__(self, decay, start):
+        self.decay, self.start, self.average = decay, start, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        if self.average is None:
+            self.average = AveragedModel(
+                pl_module.generator,
+                multi_avg_fn=get_ema_multi_avg_fn(self.decay),
+                use_buffers=True,
+            )
+        if pl_module.batches_seen + 1 > self.start:
+            self.average.update_parameters(pl_module.generator)
+
+
+def test_average_is_bit_for_bit_that_of_averaged_model(tmp_path):
+    # gan_ring's G has batch norm: running statistics and an integer batch counter are averaged
+    # too (use_buffers=True).
+    decay, start = 0.8, 2
+    cfg = compose_run(
+        [
+            "experiment=gan_ring",
+            *RING,
+            *quick_overrides(6),
+            f"model.ema.decay={decay}",
+            f"model.ema.start={start}",
+        ],
+        tmp_path,
+    )
+    datamodule, model, trainer = build_run(cfg)
+    reference = ReferenceAverage(decay, start)
+    trainer.callbacks.append(reference)
+    trainer.fit(model, datamodule=datamodule)
+    ours, theirs = model.ema["generator"].state_dict(), reference.average.state_dict()
+    assert int(ours["n_averaged"]) == 6 - start
+    assert any(not v.is_floating_point() for v in ours.values())  # num_batches_tracked
+    for key, value in theirs.items():
+        assert torch.equal(ours[key], value), key
+
+
 def test_sampling_uses_the_average_when_enabled_and_the_raw_networks_when_not(tmp_path):
     model, _, _ = train(tmp_path, "alphagan_ring", "model.ema.decay=0.5")
     model.eval()

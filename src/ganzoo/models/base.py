@@ -18,6 +18,7 @@ its own noise: at the start of a fit the global generators are seeded from (run 
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -174,6 +175,7 @@ class GenerativeModel(pl.LightningModule):
         if self.ema_start < 0:
             raise ValueError(f"model.ema.start must be >= 0, got {self.ema_start}")
         self.ema: nn.ModuleDict | None = None
+        self._ema_lists: dict[str, Any] | None = None
         #: The run's resolved config (set by ``ganzoo-train``), saved in every checkpoint so that
         #: ``ganzoo-eval`` / ``ganzoo-sample`` can rebuild the run's data without its directory.
         self.run_config: dict[str, Any] | None = None
@@ -335,11 +337,13 @@ class GenerativeModel(pl.LightningModule):
             sched.step()
         self.batches_seen += 1
         if self.ema is not None and self.batches_seen > self.ema_start:
-            for name, average in self.ema.items():
-                average.update_parameters(getattr(self, name))
+            self._update_ema()
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.end_batch()
+
+    def on_train_start(self) -> None:
+        self._ema_lists = None  # gathered again at the first average of this fit (see below)
 
     def on_fit_start(self) -> None:
         self._attach_ema()
@@ -384,6 +388,46 @@ class GenerativeModel(pl.LightningModule):
             average.requires_grad_(False)
             averages[name] = average
         self.ema = nn.ModuleDict(averages)
+        self._ema_lists = None
+
+    def _update_ema(self) -> None:
+        """One step of every moving average, as ``AveragedModel.update_parameters`` with
+        ``get_ema_multi_avg_fn`` takes it (a copy the first time, then ``lerp`` towards the
+        network: the same operations, so the same numbers), on tensor lists gathered once per
+        fit. Its walk over the modules and its host read of ``n_averaged`` at every call cost
+        more than the ``lerp`` itself on the ring MLPs (0.6 against 0.25 ms a batch)."""
+        if self._ema_lists is None:
+            self._ema_lists = {}
+            for name, average in self.ema.items():
+                pairs = zip(
+                    itertools.chain(average.module.parameters(), average.module.buffers()),
+                    itertools.chain(
+                        getattr(self, name).parameters(), getattr(self, name).buffers()
+                    ),
+                    strict=True,
+                )
+                floats: dict[tuple, tuple[list[Tensor], list[Tensor]]] = {}
+                others = []
+                for avg, net in pairs:
+                    if avg.is_floating_point() or avg.is_complex():
+                        lists = floats.setdefault((avg.device, avg.dtype), ([], []))
+                        lists[0].append(avg.detach())
+                        lists[1].append(net.detach())
+                    else:  # (batch norm's num_batches_tracked)
+                        others.append((avg.detach(), net.detach()))
+                self._ema_lists[name] = (int(average.n_averaged), list(floats.values()), others)
+        decay = self.ema_decay
+        with torch.no_grad():
+            for name, (count, floats, others) in self._ema_lists.items():
+                for averages, nets in floats:
+                    if count == 0:
+                        torch._foreach_copy_(averages, nets)
+                    else:
+                        torch._foreach_lerp_(averages, nets, 1 - decay)
+                for avg, net in others:
+                    avg.copy_(net if count == 0 else avg * decay + net * (1 - decay))
+                self.ema[name].n_averaged += 1
+                self._ema_lists[name] = (count + 1, floats, others)
 
     def inference_network(self, name: str) -> nn.Module:
         """``name``'s network for sampling, grids and evaluation: its moving average once one
