@@ -78,3 +78,47 @@ class RecordNoise(pl.Callback):
             torch.set_rng_state(state)  # leave training's stream as it was
             self.dirpath.mkdir(parents=True, exist_ok=True)
             torch.save(z.cpu(), self.dirpath / f"noise_rank{trainer.global_rank}.pt")
+
+
+class RecordPlainCalls(pl.Callback):
+    """Record, at the first batch, whether the module calls ``loss.backward`` and the optimizers'
+    steps directly (``GenerativeModel.plain_calls_suffice``, decided in the module's
+    ``on_train_start``, which runs after the callbacks'); read by in-process tests. Uses no hook
+    around the backward or the step itself."""
+
+    flags: tuple[bool, bool] | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if RecordPlainCalls.flags is None:
+            RecordPlainCalls.flags = (pl_module._plain_backward, pl_module._plain_step)
+
+
+class CountStepHooks(pl.Callback):
+    """Count the hooks Lightning calls around every backward and optimizer step (using them makes
+    the module take Lightning's calls); read by in-process tests."""
+
+    counts: dict[str, object] = {}
+
+    def on_train_start(self, trainer, pl_module):
+        CountStepHooks.counts = {
+            "before_backward": 0,
+            "after_backward": 0,
+            "before_optimizer_step": 0,
+        }
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        CountStepHooks.counts.setdefault(
+            "plain", (pl_module._plain_backward, pl_module._plain_step)
+        )
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        CountStepHooks.counts["before_backward"] += 1
+
+    def on_after_backward(self, trainer, pl_module):
+        CountStepHooks.counts["after_backward"] += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        CountStepHooks.counts["before_optimizer_step"] += 1
+
+    def on_train_end(self, trainer, pl_module):
+        CountStepHooks.counts["global_step"] = trainer.global_step

@@ -284,6 +284,63 @@ def test_slurm_requeue_signal_finishes_the_batch_requeues_and_the_job_resumes_by
     )
 
 
+# --- Lightning's calls around the backward and the step ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "family", ["gan_alternating", "gan_simultaneous", "vaegan_gate", "alphagan_separate"]
+)
+def test_direct_calls_train_exactly_as_lightnings_and_hooks_still_run(make_cfg, tmp_path, family):
+    """Without a hook around them, ``loss.backward`` and the optimizers' steps are called directly;
+    a callback that uses those hooks gets Lightning's calls back, each hook once per backward or
+    step. Both runs train bit for bit alike and count the same optimizer steps."""
+    from reliability_probes import CountStepHooks, RecordPlainCalls
+
+    common = [*RING, *FAMILIES[family], "trainer.max_epochs=2"]
+    RecordPlainCalls.flags = None
+    plain = tmp_path / "plain"
+    train(
+        make_cfg(
+            *common,
+            "+callbacks.flags._target_=reliability_probes.RecordPlainCalls",
+            output_dir=plain,
+        )
+    )
+    assert RecordPlainCalls.flags == (True, True)
+
+    hooked = tmp_path / "hooked"
+    train(
+        make_cfg(
+            *common,
+            "+callbacks.count._target_=reliability_probes.CountStepHooks",
+            output_dir=hooked,
+        )
+    )
+    counts = CountStepHooks.counts
+    assert counts["plain"] == (False, False)
+    assert counts["before_backward"] == counts["after_backward"] > 0
+    assert counts["before_optimizer_step"] == counts["global_step"] > 0
+
+    a, b = plain / "checkpoints" / "last.ckpt", hooked / "checkpoints" / "last.ckpt"
+    assert_same_training_state(a, b)
+    assert checkpoint(a)["global_step"] == checkpoint(b)["global_step"] == counts["global_step"]
+
+
+def test_callbacks_skip_only_the_per_batch_hooks_they_do_not_override():
+    import pytorch_lightning as pl
+
+    from ganzoo.train import skip_noop_hooks
+    from reliability_probes import CountStepHooks, RaiseAt
+
+    count, raiser = CountStepHooks(), RaiseAt(epoch=0, batch=0)
+    skip_noop_hooks([count, raiser])
+    assert callable(count.on_before_backward) and callable(count.on_before_optimizer_step)
+    assert count.on_train_batch_end is None and count.on_before_zero_grad is None
+    assert callable(raiser.on_train_batch_end) and raiser.on_before_backward is None
+    assert callable(raiser.on_train_epoch_end)  # not a per-batch hook: left alone
+    assert pl.Callback.on_train_batch_end is not None  # the class is untouched
+
+
 # --- divergence -----------------------------------------------------------------------------
 
 

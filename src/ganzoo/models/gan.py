@@ -186,8 +186,8 @@ class GAN(GenerativeModel):
             self._backward(opt["discriminator"], loss_d, retain_graph=True)
         with self.toggled_optimizer(opt["generator"]):
             self._backward(opt["generator"], loss_g)
-        opt["discriminator"].step()
-        opt["generator"].step()
+        self._optimizer_step(opt["discriminator"])
+        self._optimizer_step(opt["generator"])
         self._log_d(loss_d, real_logits, fake_logits)
         self.log("train/loss_g", loss_g, prog_bar=True)
 

@@ -269,9 +269,9 @@ class VAEGAN(GenerativeModel):
             self._backward(opt["discriminator"], loss["discriminator"])
 
         # Then one step each, where the gate is open.
-        opt["encoder"].step()
-        gated_step(opt["generator"], None if gan_only else dec_open)
-        gated_step(opt["discriminator"], d_open)
+        self._optimizer_step(opt["encoder"])
+        gated_step(opt["generator"], None if gan_only else dec_open, self._optimizer_step)
+        gated_step(opt["discriminator"], d_open, self._optimizer_step)
 
         self._log_train(x, terms, loss, d_open, dec_open)
 
@@ -332,7 +332,12 @@ class VAEGAN(GenerativeModel):
         return self.generate(z)
 
 
-def gated_step(opt, open_: Tensor | bool | None) -> None:
-    """``opt.step()`` unless the gate ``open_`` (a host or one-element boolean) is shut."""
-    if open_ is None or bool(open_):
+def gated_step(opt, open_: Tensor | bool | None, step: Callable[[Any], None] | None = None) -> None:
+    """``opt.step()`` (or ``step(opt)``) unless the gate ``open_`` (a host or one-element
+    boolean) is shut."""
+    if open_ is not None and not bool(open_):
+        return
+    if step is None:
         opt.step()
+    else:
+        step(opt)
