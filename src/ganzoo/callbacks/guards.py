@@ -9,7 +9,9 @@ stderr and an exit status (143 for SIGTERM, 130 for Ctrl-C, 3 for divergence).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import os
 import signal
 from pathlib import Path
@@ -186,8 +188,10 @@ class DivergenceGuard(pl.Callback):
     ) -> None:
         losses = list(getattr(pl_module, "batch_losses", []))
         norms = player_norms(pl_module) if parameters else {}
-        values = [loss.reshape(-1) for _, loss in losses] + [n.reshape(1) for n in norms.values()]
-        finite = not values or bool(torch.isfinite(torch.cat(values)).all())  # one host read
+        # One host read: a sum is finite only when every term is (NaN and inf propagate).
+        values = [v.float() if v.dim() == 0 else v.float().sum() for _, v in losses]
+        values += list(norms.values())
+        finite = not values or math.isfinite(functools.reduce(operator.add, values).item())
         # Under DDP every rank stops together, whichever rank saw it.
         if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return

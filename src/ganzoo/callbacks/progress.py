@@ -34,6 +34,7 @@ class PlainProgress(pl.Callback):
         self.terminal = terminal
         self.active = False
         self._epoch_start = 0.0
+        self._due: set[int] = set()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         terminal = sys.stdout.isatty() if self.terminal is None else self.terminal
@@ -44,14 +45,16 @@ class PlainProgress(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.monotonic()
+        total = trainer.num_training_batches
+        self._due = self._checkpoints(int(total)) if math.isfinite(total) else set()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if not self.active or not trainer.is_global_zero:
             return
-        total = trainer.num_training_batches
         done = batch_idx + 1
-        if not math.isfinite(total) or done not in self._checkpoints(int(total)):
+        if done not in self._due:
             return
+        total = trainer.num_training_batches
         rate = done / max(time.monotonic() - self._epoch_start, 1e-9)
         metrics = _format(
             {k: v for k, v in trainer.progress_bar_metrics.items() if not k.startswith("val/")}

@@ -103,6 +103,14 @@ class BaseDataModule(pl.LightningDataModule):
         self._marginals: Tensor | None = None
         self._on_device: dict[tuple[str, str], MemoryDataset] = {}
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Lightning's transfer, except that a batch of tensors already on ``device`` (every batch
+        of the in-memory path) is returned as it is, without walking the collection."""
+        items = batch if isinstance(batch, (tuple, list)) else (batch,)
+        if all(isinstance(t, Tensor) and t.device == device for t in items):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def _device(self) -> torch.device:
         """The model's device (where the trainer puts it); CPU without a trainer."""
         trainer = self.trainer
