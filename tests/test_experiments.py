@@ -112,6 +112,13 @@ def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
     shipped = make_cfg("experiment=gan_ring_lrdecay").model.lr_scheduler
     assert shipped.all.total_iters == 32_000
     assert make_cfg("experiment=alphagan_ring_lrdecay").model.lr_scheduler.all.total_iters == 28_000
+    vaegan = make_cfg("experiment=vaegan_ring_lrdecay").model
+    assert vaegan.lr_scheduler.all.total_iters == 20_000
+    assert (vaegan.kl_weight, vaegan.gamma, vaegan.llike._target_) == (
+        0.1,
+        0.1,
+        "ganzoo.losses.feature_gaussian_nll",
+    )
     # gan_ring_pacgan2 draws 200 samples a step (100 packed pairs): 64 epochs of 500 batches.
     packed = make_cfg("experiment=gan_ring_pacgan2")
     assert (packed.model.pack, packed.data.batch_size) == (2, 200)
