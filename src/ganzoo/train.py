@@ -101,9 +101,9 @@ def skip_noop_hooks(callbacks: list[pl.Callback]) -> int:
 
     Lightning calls every hook of every callback, overridden or not, each call with a profiler
     context and the callback's ``state_key`` (about 1.6 us per callback on the CPU development
-    machine). With the 12 callbacks of a shipped config and three players (backward, backward
-    hooks and step hook each), that is about 130 calls a batch that do nothing: 4-8% of a ring
-    MLP's step (docs/performance.md). A hook that a callback overrides is called as before.
+    machine, more right after a backward pass). With the 12 callbacks of a shipped config and
+    three players, that is about 130 calls a batch that do nothing (docs/performance.md). A hook
+    that a callback overrides is called as before.
     """
     skipped = 0
     for callback in callbacks:

@@ -301,8 +301,9 @@ class GenerativeModel(pl.LightningModule):
         Each ``manual_backward`` passes the loss through the precision plugin and the
         ``on_before_backward`` / ``on_after_backward`` hooks of the module and of every callback;
         each ``step`` through the strategy, the precision plugin, ``on_before_optimizer_step``
-        and gradient clipping: about 0.1 ms per player and batch on the ring MLPs, with nothing
-        to do in ganzoo's shipped configs (docs/performance.md). Decided once per fit
+        and gradient clipping: about 0.2 ms per player and batch on the ring MLPs (measured
+        inside a running step on the CPU development machine), with nothing to do in ganzoo's
+        shipped configs (docs/performance.md). Decided once per fit
         (``on_train_start``). A callback or module that uses one of those hooks, a gradient
         scaler (fp16), another strategy (DDP, XLA, DeepSpeed) or gradient clipping gets
         Lightning's calls, as before.
