@@ -123,6 +123,17 @@ def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
     packed = make_cfg("experiment=gan_ring_pacgan2")
     assert (packed.model.pack, packed.data.batch_size) == (2, 200)
     assert packed.model.lr_scheduler.all.total_iters == 32_000
+    # The grid recipes are the ring recipes on the grid, with every setting above kept.
+    for ring, grid in [
+        ("gan_ring_pacgan2", "gan_grid_pacgan2"),
+        ("vaegan_ring_lrdecay", "vaegan_grid_lrdecay"),
+        ("alphagan_ring_lrdecay", "alphagan_grid_lrdecay"),
+    ]:
+        ring_cfg, grid_cfg = make_cfg(f"experiment={ring}"), make_cfg(f"experiment={grid}")
+        assert grid_cfg.data._target_ == "ganzoo.data.GridDataModule"
+        assert grid_cfg.model == ring_cfg.model
+        assert grid_cfg.trainer.max_epochs == ring_cfg.trainer.max_epochs
+        assert grid_cfg.data.batch_size == ring_cfg.data.batch_size
     cfg = make_cfg(
         "experiment=gan_ring_lrdecay",
         *quick_overrides(),
