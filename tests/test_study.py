@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -272,3 +273,15 @@ def test_report_bolds_every_family_that_ties_for_the_best_mean(tmp_path, capsys)
     assert "| a | **8 (1)** | 0.2 (1) |" in printed
     assert "| b | **8 (1)** | **0.1 (1)** |" in printed
     assert "| c | 7 (1) | **0.1 (1)** |" in printed
+
+
+def test_the_quick_start_trains_the_recipes_the_readme_names():
+    """ring_quick inherits the ring study: each family it trains must be the constant-rate
+    recipe the README's quick-start paragraph names, not a decaying recipe cut to 2 epochs."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("<!-- quickstart-output -->")[1].split("<!-- /quickstart-output -->")[0]
+    sentence = re.search(r"The families\s+are (.*?)\(", block, re.S).group(1)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("study", overrides=["study=ring_quick"])
+    trained = {spec.experiment for spec in cfg.study.families.values()}
+    assert trained == set(re.findall(r"`(\w+)`", sentence))
