@@ -87,12 +87,17 @@ def test_networks_instantiate_for_mnist(net, make_cfg, fake_mnist):
 
 def test_vaegan_mnist_recipe_is_set_up_as_the_official_code(make_cfg, fake_mnist):
     """vaegan_mnist_ema: Dis_l a hidden layer of D (not its logit), D not shown reconstructions,
-    the official equilibrium gate, a moving average of the decoder and the encoder only."""
+    the official equilibrium gate, gamma 0.1 on the summed feature likelihood, a moving average
+    of the decoder and the encoder only."""
     cfg = make_cfg(
         "experiment=vaegan_mnist_ema", f"paths.data_dir={fake_mnist}", "data.val_size=64"
     )
     assert (cfg.model.gate_low, cfg.model.gate_high) == (0.33, 1.03)
     assert cfg.model.discriminate_reconstructions is False
+    assert (cfg.model.gamma, cfg.model.llike._target_) == (
+        0.1,
+        "ganzoo.losses.feature_gaussian_nll",
+    )
     _, model, _ = build_run(cfg)
     x = model.sample(4)
     logits, features = model.discriminator.forward_with_features(x)
