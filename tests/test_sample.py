@@ -30,6 +30,7 @@ from ganzoo.inspection import (
 )
 from ganzoo.metrics.domain import unit_range
 from ganzoo.models import load_checkpoint
+from ganzoo.rejection import DiscriminatorRejection
 from ganzoo.sample import main
 from ganzoo.train import train
 from tiny_family import register, train_tiny
@@ -285,6 +286,17 @@ def test_export_of_2d_data_writes_points(ckpts, tmp_path):
     written = run(ckpts["ae_ring"], tmp_path / "ae", "export", "n=100")
     assert [p.name for p in written] == ["samples.npy", "reconstructions.npy"]
     assert np.load(written[1]).shape == (50, 2)
+
+
+def test_export_with_rejection_writes_the_samples_d_keeps(ckpts, tmp_path):
+    drs = ["rejection=drs", "rejection.burn_in=50", "rejection.percentile=50"]
+    run(ckpts["gan_ring"], tmp_path, "export", "n=100", "batch_size=40", "seed=2", *drs)
+    points = torch.from_numpy(np.load(tmp_path / "samples.npy"))
+    model = load_checkpoint(ckpts["gan_ring"]).eval()
+    sampler = DiscriminatorRejection(burn_in=50, percentile=50)
+    kept = sampler.batches(model, 100, 40, torch.Generator().manual_seed(2))
+    assert_close(points, torch.cat(list(kept)))
+    assert sampler.acceptance < 1.0
 
 
 def test_unknown_mode_lists_the_valid_ones(ckpts, tmp_path):

@@ -110,6 +110,20 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
     assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
     assert fits == []
 
+    # Under other evaluation settings (discriminator rejection): evaluated again, not trained.
+    before = metric(d / "gan" / "seed_0", "high_quality")
+    drs = 'study.eval=["metrics.mode_statistics.num_samples=200","rejection=drs","rejection.burn_in=100"]'
+    assert run_study(monkeypatch, *TINY, drs, f"study.dir={d}") == 0
+    assert fits == []
+    for job in jobs:
+        saved = json.loads((d / job / "metrics.json").read_text())
+        assert saved["eval"]["study_eval"][1:] == ["rejection=drs", "rejection.burn_in=100"]
+        assert saved["metrics"]["high_quality"]["rejection"]["burn_in"] == 100
+    assert "rejection" in (d / "report.md").read_text()  # the protocol names the sampler
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0  # back: evaluated again
+    assert fits == []
+    assert metric(d / "gan" / "seed_0", "high_quality") == before
+
     # One job's metrics.json gone: only that job runs again.
     (d / "gan" / "seed_1" / "metrics.json").unlink()
     assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0

@@ -82,12 +82,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         model.use_ema = bool(cfg.ema)
     data = data_config(cfg, run_config_of(model, ckpt_path))
     datamodule = instantiate(data)
-    ctx = EvalContext(model, datamodule, split=cfg.split, seed=cfg.seed, batch_size=cfg.batch_size)
-    metrics = instantiate(cfg.metrics) or {}
-    results, skipped = run_metrics(metrics, ctx)
+    rejection = instantiate(cfg.rejection) if cfg.get("rejection") else None
+    ctx = EvalContext(
+        model,
+        datamodule,
+        split=cfg.split,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        rejection=rejection,
+    )
+    results, skipped = run_metrics(instantiate(cfg.metrics) or {}, ctx)
     ema = model.ema_settings()
-    for entry in results.values():  # which networks made the numbers: averaged or raw
+    sampler = rejection.settings() if rejection is not None else None
+    for entry in results.values():  # which networks and which sampler made the numbers
         entry["ema"] = ema
+        if entry.get("num_generated") and rejection is not None:
+            entry["rejection"] = sampler
+            entry["acceptance"] = rejection.acceptance
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     report = {
         "checkpoint": {
@@ -103,6 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "seed": cfg.seed,
             "device": str(device),
             "metrics": OmegaConf.to_container(cfg.metrics, resolve=True),
+            "rejection": sampler,
         },
         "versions": {
             "ganzoo": getattr(ganzoo, "__version__", None),

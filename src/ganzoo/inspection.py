@@ -174,6 +174,16 @@ class Inspection:
             return None
         return torch.Generator(self.device).manual_seed(int(self.cfg.seed))
 
+    def sample_batches(self, n: int, batch_size: int) -> Iterator[Tensor]:
+        """``n`` samples in batches, from the seeded noise stream; with ``rejection=...``, the
+        ones that sampler keeps (``ganzoo.rejection``)."""
+        noise = self.noise()
+        if self.cfg.get("rejection"):
+            yield from instantiate(self.cfg.rejection).batches(self.model, n, batch_size, noise)
+            return
+        for i in range(0, n, batch_size):
+            yield self.model.sample(min(batch_size, n - i), generator=noise)
+
     # --- the model's kind of data ----------------------------------------------------------
 
     @cached_property
@@ -264,7 +274,7 @@ def encoder_families() -> list[str]:
 
 def samples(ins: Inspection) -> list[Path]:
     """``samples.png``: ``n`` samples in a grid of ``nrow`` columns (a scatter plot on 2D data)."""
-    x = ins.model.sample(ins.cfg.n, generator=ins.noise())
+    x = torch.cat(list(ins.sample_batches(ins.cfg.n, ins.cfg.batch_size)))
     path = ins.output_dir / "samples.png"
     if ins.points:
         return [save_figure(scatter_figure(x, ins.data_points(), title=f"{len(x)} samples"), path)]
@@ -373,11 +383,7 @@ def export(ins: Inspection) -> list[Path]:
     file per image for external FID tools; ``batch_size`` at a time, so memory stays bounded.
     On 2D data: ``samples.npy`` / ``samples.csv`` (and ``reconstructions.*``) of points."""
     n, batch_size = ins.cfg.n, ins.cfg.batch_size
-    noise = ins.noise()
-    sampled = (
-        ins.model.sample(min(batch_size, n - i), generator=noise) for i in range(0, n, batch_size)
-    )
-    written = [_write_all(ins, "samples", sampled)]
+    written = [_write_all(ins, "samples", ins.sample_batches(n, batch_size))]
     if ins.model.has_encoder:
         recon = (ins.model.reconstruct(x) for x in ins.held_out_batches(n, batch_size))
         written.append(_write_all(ins, "reconstructions", recon))

@@ -13,8 +13,9 @@ the ``ganzoo-train`` config of its family's experiment with the study's override
 into ``metrics.json`` there, and writes its TensorBoard events directly into that directory, so
 ``tensorboard --logdir <study.dir>`` names each run ``<family>/seed_<n>``.
 
-Running a study again resumes it: a job whose ``metrics.json`` is complete is skipped, one with a
-checkpoint resumes from it (the remaining epochs only), the rest start. A job that raises writes
+Running a study again resumes it: a job whose ``metrics.json`` is complete is skipped (or, when
+``study.eval`` changed since, evaluated again without training), one with a checkpoint resumes
+from it (the remaining epochs only), the rest start. A job that raises writes
 ``error.txt`` and the study goes on. When every job has returned, :mod:`ganzoo.report` writes the
 report, the table is printed, and the exit status is 1 if any job failed.
 """
@@ -238,8 +239,14 @@ def run_job(cfg: DictConfig) -> str:
             )
         (job_dir / ERROR_FILE).unlink(missing_ok=True)
         if is_complete(job_dir):
-            print(f"[{cfg.job}] complete, skipped", flush=True)
-            return "skipped"
+            if evaluated_with(job_dir) == study_eval(cfg):
+                print(f"[{cfg.job}] complete, skipped", flush=True)
+                return "skipped"
+            print(f"[{cfg.job}] trained; evaluating under the new study.eval", flush=True)
+            with job_output(job_dir / LOG_FILE):
+                evaluate_job(cfg, job_dir)
+            print(f"[{cfg.job}] evaluated in {time.perf_counter() - start:.0f} s", flush=True)
+            return "done"
         saved.write_text(wanted)
         ckpt = resume_checkpoint(job_dir)
         with open_dict(train_cfg):
@@ -264,18 +271,33 @@ def run_job(cfg: DictConfig) -> str:
     return "done"
 
 
+def study_eval(cfg: DictConfig) -> list[str]:
+    """The study's ``ganzoo-eval`` overrides (``study.eval``)."""
+    return [str(o) for o in cfg.study.get("eval") or []]
+
+
+def evaluated_with(job_dir: Path) -> list[str]:
+    """The ``study.eval`` overrides the job's ``metrics.json`` was made with ([] when it does
+    not say: written before ganzoo recorded them)."""
+    report = json.loads((job_dir / METRICS_FILE).read_text())
+    return list(report.get("eval", {}).get("study_eval") or [])
+
+
 def evaluate_job(cfg: DictConfig, job_dir: Path) -> None:
-    """``ganzoo-eval`` of the job's last checkpoint into ``<job_dir>/metrics.json``."""
+    """``ganzoo-eval`` of the job's last checkpoint into ``<job_dir>/metrics.json``, which
+    records the study's overrides (a study run again under others evaluates the job again)."""
     from ganzoo.evaluate import evaluate
 
     ckpt = job_dir / "checkpoints" / "last.ckpt"
-    overrides = [f"ckpt_path={ckpt}", f"out={job_dir}", *(cfg.study.get("eval") or [])]
+    overrides = [f"ckpt_path={ckpt}", f"out={job_dir}", *study_eval(cfg)]
     eval_cfg = hydra.compose(config_name="eval", overrides=overrides)
     with open_dict(eval_cfg):
         eval_cfg.paths.cache_dir = cfg.paths.cache_dir
     report = evaluate(eval_cfg)
     if not report["metrics"]:
         raise ValueError(f"no metric applies to {ckpt}: {report['skipped']}")
+    report["eval"]["study_eval"] = study_eval(cfg)
+    (job_dir / METRICS_FILE).write_text(json.dumps(report, indent=2))
 
 
 class StudyInterrupted(KeyboardInterrupt):

@@ -51,6 +51,8 @@ class EvalContext:
         split: the held-out split real data comes from (``train``, ``val`` or ``test``).
         seed: seed of the generated-sample stream and of the metrics' random subsets.
         batch_size: generation / feature-extraction batch size.
+        rejection: a sampler that keeps some of the model's samples (``ganzoo.rejection``);
+            None takes every sample.
     """
 
     model: GenerativeModel
@@ -58,6 +60,7 @@ class EvalContext:
     split: str = "test"
     seed: int = 0
     batch_size: int = 500
+    rejection: Any = None
 
     def __post_init__(self):
         self.datamodule.setup("fit")
@@ -105,6 +108,9 @@ class EvalContext:
         """``n`` samples in batches, from a generator seeded with ``seed``, in eval mode."""
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with evaluating(self.model):
+            if self.rejection is not None:
+                yield from self.rejection.batches(self.model, n, self.batch_size, generator)
+                return
             for start in range(0, n, self.batch_size):
                 yield self.model.sample(min(self.batch_size, n - start), generator=generator)
 

@@ -598,6 +598,15 @@ class GenerativeModel(pl.LightningModule):
         """Decode latents: ``G(z)`` (G's moving average when enabled, see ``inference_network``)."""
         return self.inference_network("generator")(z)
 
+    #: Samples D judges as one: PacGAN's packing degree for GAN, 1 for every other family.
+    judged_together: int = 1
+
+    @torch.no_grad()
+    def realness(self, x: Tensor) -> Tensor:
+        """D's logits that samples are real, one per group of ``judged_together`` samples:
+        ``(N // judged_together,)`` (read by discriminator rejection, ``ganzoo.rejection``)."""
+        return self.discriminator(x).reshape(-1)
+
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError(
             f"the {type(self).__name__} family has no encoder, so it cannot encode or reconstruct; "

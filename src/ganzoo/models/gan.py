@@ -210,6 +210,14 @@ class GAN(GenerativeModel):
         packing)."""
         return self.discriminator(self.packed(x))
 
+    @property
+    def judged_together(self) -> int:
+        return self.pack
+
+    @torch.no_grad()
+    def realness(self, x: Tensor) -> Tensor:
+        return self.critic(x).reshape(-1)
+
     def top_k_fraction(self) -> float:
         """The share of the fake batch G learns from this epoch (Sinha et al. 2020):
         ``max(decay ** epoch, min_fraction)``; 1 without ``model.top_k``."""

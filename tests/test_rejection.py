@@ -1,0 +1,157 @@
+"""Discriminator rejection sampling (``ganzoo.rejection``): its score, what it keeps, packed
+groups, and ``ganzoo-eval rejection=drs`` on a trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from torch import Tensor
+
+from conftest import compose_run, quick_overrides
+from ganzoo.evaluate import evaluate
+from ganzoo.rejection import DiscriminatorRejection
+from ganzoo.train import train
+
+
+class Labelled(torch.nn.Module):
+    """A stand-in model: sample ``i`` is the number ``i`` (counting on across calls); samples
+    whose group index is odd are bad, and D says so with logit ``bad`` (good ones: 0)."""
+
+    def __init__(self, judged_together: int = 1, bad: float = -20.0):
+        super().__init__()
+        self.judged_together = judged_together
+        self.bad = bad
+        self.count = 0
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        x = torch.arange(self.count, self.count + n, dtype=torch.float32).unsqueeze(1)
+        self.count += n
+        return x
+
+    def realness(self, x: Tensor) -> Tensor:
+        group = (x[:: self.judged_together, 0] // self.judged_together).long()
+        return torch.where(group % 2 == 1, self.bad, 0.0)
+
+
+def test_score_is_drs_formula():
+    drs = DiscriminatorRejection(epsilon=1e-3)
+    logits, top = torch.tensor([-3.0, -0.5, 2.0]), torch.tensor(2.0)
+    expected = [(d - 2.0) - math.log(1.0 - math.exp(d - 2.0 - 1e-3)) for d in (-3.0, -0.5, 2.0)]
+    torch.testing.assert_close(drs.score(logits, top), torch.tensor(expected))
+
+
+def test_gamma_is_the_percentile_of_the_scores():
+    drs = DiscriminatorRejection(percentile=50.0)
+    logits, top = torch.tensor([-4.0, -2.0, -1.0, -0.5, 0.0]), torch.tensor(0.0)
+    p = drs.keep_probability(logits, top)
+    f = drs.score(logits, top)
+    torch.testing.assert_close(p, torch.sigmoid(f - f[2]))
+    assert p[2].item() == 0.5
+    assert torch.all(p[1:] > p[:-1])  # a higher logit is kept more often
+
+
+def test_keeps_what_d_rates_real_and_drops_the_rest_in_exact_batches():
+    drs = DiscriminatorRejection(burn_in=100, percentile=95.0)
+    gen = torch.Generator().manual_seed(0)
+    batches = list(drs.batches(Labelled(), 250, batch_size=64, generator=gen))
+    assert [len(b) for b in batches] == [64, 64, 64, 58]
+    kept = torch.cat(batches)[:, 0].long()
+    assert torch.all(kept % 2 == 0)  # logit -20: never kept
+    assert len(set(kept.tolist())) == 250
+    # Every good candidate after the burn-in has F = gamma, so half of them are kept.
+    assert drs.acceptance == pytest.approx(0.25, abs=0.05)
+
+
+def test_the_same_generator_seed_gives_the_same_samples():
+    def draw() -> Tensor:
+        drs = DiscriminatorRejection(burn_in=50, percentile=80.0)
+        gen = torch.Generator().manual_seed(3)
+        return torch.cat(list(drs.batches(Labelled(bad=-1.0), 100, 32, gen)))
+
+    torch.testing.assert_close(draw(), draw())
+
+
+def test_packed_groups_are_kept_or_dropped_whole():
+    drs = DiscriminatorRejection(burn_in=10, percentile=95.0)
+    kept = torch.cat(list(drs.batches(Labelled(judged_together=2), 40, 10)))[:, 0].long()
+    assert len(kept) == 40
+    pairs = kept.reshape(-1, 2)
+    assert torch.all(pairs[:, 1] == pairs[:, 0] + 1)  # the two samples of one group
+    assert torch.all((pairs[:, 0] // 2) % 2 == 0)  # of good groups only
+
+
+def test_gives_up_with_a_clear_message_when_nothing_is_kept():
+    drs = DiscriminatorRejection(burn_in=10, percentile=100.0, max_candidates=5)
+    model = Labelled(bad=0.0)  # every logit equal: F - gamma = 0 and p = 1/2, no error
+
+    assert len(torch.cat(list(drs.batches(model, 20, 10)))) == 20
+
+    class Hopeless(Labelled):
+        def realness(self, x: Tensor) -> Tensor:  # one candidate in ten kept, half the time
+            return torch.where(x[:, 0] % 10 == 0, 0.0, -1e4)
+
+    with pytest.raises(RuntimeError, match="lower rejection.percentile"):
+        list(drs.batches(Hopeless(), 20, 10))
+
+
+def test_bad_settings_name_their_key():
+    with pytest.raises(ValueError, match="rejection.percentile"):
+        DiscriminatorRejection(percentile=120)
+    with pytest.raises(ValueError, match="rejection.burn_in"):
+        DiscriminatorRejection(burn_in=0)
+
+
+def test_a_model_without_discriminator_is_refused():
+    class NoD(Labelled):
+        realness = None
+
+    with pytest.raises(ValueError, match="no discriminator"):
+        list(DiscriminatorRejection(burn_in=1).batches(NoD(), 4, 4))
+
+
+@pytest.fixture(scope="module")
+def ring_ckpt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ring_drs")
+    cfg = compose_run(
+        [
+            "experiment=gan_ring_pacgan2",
+            "data.num_train=400",
+            "data.num_val=100",
+            *quick_overrides(),
+        ],
+        tmp / "run",
+    )
+    train(cfg)
+    GlobalHydra.instance().clear()
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+def run_eval(ckpt, out, *overrides) -> dict:
+    cfg = compose_run([f"ckpt_path={ckpt}", f"out={out}", *overrides], out, "eval")
+    try:
+        return evaluate(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_ganzoo_eval_with_rejection_records_its_sampler(ring_ckpt, tmp_path):
+    small = ["metrics.mode_statistics.num_samples=400", "batch_size=100"]
+    plain = run_eval(ring_ckpt, tmp_path / "plain", *small)
+    drs = run_eval(ring_ckpt, tmp_path / "drs", *small, "rejection=drs", "rejection.burn_in=200")
+    saved = json.loads((tmp_path / "drs" / "metrics.json").read_text())
+    entry = saved["metrics"]["high_quality"]
+    assert entry["num_generated"] == 400
+    assert entry["rejection"]["percentile"] == 95.0
+    assert entry["rejection"] == saved["eval"]["rejection"]
+    assert 0.0 < entry["acceptance"] < 1.0
+    assert "rejection" not in plain["metrics"]["high_quality"]
+    assert plain["eval"]["rejection"] is None
+    assert sum(drs["metrics"]["mode_counts"]["value"]) <= 400
