@@ -98,7 +98,7 @@ def test_gives_up_with_a_clear_message_when_nothing_is_kept():
         def realness(self, x: Tensor) -> Tensor:  # one candidate in ten kept, half the time
             return torch.where(x[:, 0] % 10 == 0, 0.0, -1e4)
 
-    with pytest.raises(RuntimeError, match="lower rejection.percentile"):
+    with pytest.raises(RuntimeError, match="lower rejection.percentile to keep more"):
         list(drs.batches(Hopeless(), 20, 10))
 
 

@@ -63,9 +63,9 @@ class DiscriminatorRejection:
         self.percentile = float(percentile)
         self.epsilon = float(epsilon)
         self.max_candidates = int(max_candidates)
-        #: Of the last stream: candidates drawn after the burn-in, and samples returned.
+        #: Of the last stream: candidates drawn after the burn-in, and those kept.
         self.drawn = 0
-        self.accepted = 0
+        self.kept = 0
 
     def settings(self) -> dict[str, Any]:
         """The protocol entry: DRS's settings."""
@@ -78,8 +78,8 @@ class DiscriminatorRejection:
 
     @property
     def acceptance(self) -> float | None:
-        """Share of the last stream's candidates (after the burn-in) that were returned."""
-        return self.accepted / self.drawn if self.drawn else None
+        """Share of the last stream's candidates (after the burn-in) that were kept."""
+        return self.kept / self.drawn if self.drawn else None
 
     def score(self, logits: Tensor, logit_max: Tensor) -> Tensor:
         """DRS's ``F``: ``logit - logit_max - log(1 - exp(logit - logit_max - epsilon))``."""
@@ -119,15 +119,15 @@ class DiscriminatorRejection:
         for start in range(0, self.burn_in, size):
             _, logits = self._candidates(model, min(size, self.burn_in - start), generator)
             logit_max = torch.maximum(logit_max, logits.max())
-        self.drawn = self.accepted = 0
+        self.drawn = self.kept = 0
         limit = self.max_candidates * n
         kept: list[Tensor] = []
         held = 0
         while n > 0:
             if self.drawn >= limit:
                 raise RuntimeError(
-                    f"discriminator rejection accepted {self.accepted} of {self.drawn} candidates:"
-                    " lower rejection.percentile to accept more"
+                    f"discriminator rejection kept {self.kept} of {self.drawn} candidates: lower "
+                    "rejection.percentile to keep more"
                 )
             x, logits = self._candidates(model, size, generator)
             logit_max = torch.maximum(logit_max, logits.max())
@@ -136,6 +136,7 @@ class DiscriminatorRejection:
             groups = x.reshape(len(logits), group, *x.shape[1:])[u < p]
             accepted = groups.reshape(-1, *x.shape[1:])
             self.drawn += len(x)
+            self.kept += len(accepted)
             kept.append(accepted)
             held += len(accepted)
             while held >= min(batch_size, n) and n > 0:
@@ -143,4 +144,3 @@ class DiscriminatorRejection:
                 take = min(batch_size, n)
                 yield pool[:take]
                 kept, held, n = [pool[take:]], len(pool) - take, n - take
-                self.accepted += take
