@@ -233,17 +233,30 @@ def protocol_lines(report: Report) -> list[str]:
     return lines
 
 
+def acceptance(job: Job) -> float | None:
+    """The share of candidate samples a rejection sampler kept for the job's metrics (None
+    without one)."""
+    rates = [e.get("acceptance") for e in job.metrics.values() if isinstance(e, dict)]
+    return next((r for r in rates if r is not None), None)
+
+
 def job_records(report: Report) -> list[dict[str, Any]]:
-    return [
+    """Every job's numbers, with the rejection sampler's acceptance rate when one was used."""
+    records = [
         {
             "family": j.family,
             "seed": j.seed,
             "dir": str(j.dir),
             "error": j.error,
             **{m: j.value(m) for m in report.columns},
+            "acceptance": acceptance(j),
         }
         for j in report.jobs
     ]
+    if all(r["acceptance"] is None for r in records):
+        for r in records:
+            del r["acceptance"]
+    return records
 
 
 def median_job(report: Report, family: str) -> Job | None:
