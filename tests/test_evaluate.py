@@ -160,7 +160,7 @@ def test_ganzoo_eval_runs_through_the_hydra_entry_point_on_the_ring(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "reverse_kl" in proc.stdout and "skipped parzen" in proc.stdout
     m = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert set(m) == {"modes", "high_quality", "reverse_kl", "mode_counts"}
+    assert set(m) == {"modes", "high_quality", "reverse_kl", "hq_std", "mode_counts"}
     assert m["modes"]["num_generated"] == 2500 and sum(m["mode_counts"]["value"]) <= 2500
     assert (out / ".hydra" / "config.yaml").is_file()
     assert not (tmp_path / "c").exists()  # no feature network was needed

@@ -168,12 +168,15 @@ def test_mode_statistics_on_constructed_samples():
     # p = (3/4, 1/4, 0, 0) against uniform over 4 modes.
     expected = 0.75 * math.log(0.75 * 4) + 0.25 * math.log(0.25 * 4)
     assert float(stats["reverse_kl"]) == pytest.approx(expected, rel=1e-6)
+    # 60 samples 0.02 / sqrt(2) off in each coordinate, 20 on their mode.
+    assert float(stats["hq_std"]) == pytest.approx(math.sqrt(60 * 0.0002 / 80), rel=1e-5)
     everywhere = mode_statistics(modes.repeat(5, 1), modes, std)
     assert (int(everywhere["modes"]), float(everywhere["reverse_kl"])) == (
         4,
         pytest.approx(0.0, abs=1e-7),
     )
     assert math.isinf(float(mode_statistics(far, modes, std)["reverse_kl"]))
+    assert math.isnan(float(mode_statistics(far, modes, std)["hq_std"]))
 
 
 def test_kl_to_uniform():

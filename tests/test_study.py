@@ -226,7 +226,7 @@ def test_every_shipped_study_composes_with_its_jobs(name):
                 assert train_cfg.data._target_.endswith("StackedMNISTDataModule")
                 assert train_cfg.data.channels == 3
         assert set(cfg.study.metrics) and all(
-            v in ("max", "min") for v in cfg.study.metrics.values()
+            v in ("max", "min", "none") for v in cfg.study.metrics.values()
         )
 
 
@@ -289,6 +289,26 @@ def test_report_bolds_every_family_that_ties_for_the_best_mean(tmp_path, capsys)
     assert "| a | **8 (1)** | 0.2 (1) |" in printed
     assert "| b | **8 (1)** | **0.1 (1)** |" in printed
     assert "| c | 7 (1) | **0.1 (1)** |" in printed
+
+
+def test_a_column_marked_none_is_shown_but_not_ranked(tmp_path, capsys):
+    (tmp_path / "study.yaml").write_text(
+        "name: spread\nfamilies: {a: {}, b: {}}\nseeds: [0]\nmetrics: {modes: max, hq_std: none}\n"
+    )
+    for family, modes, spread in (("a", 8, 0.01), ("b", 7, 0.02)):
+        job = tmp_path / family / "seed_0"
+        job.mkdir(parents=True)
+        metrics = {"modes": {"value": modes}, "hq_std": {"value": spread}}
+        (job / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    assert report_mod.main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "| a | **8 (1)** | 0.01 (1) |" in printed
+    assert "| b | 7 (1) | 0.02 (1) |" in printed
+    (tmp_path / "study.yaml").write_text(
+        "name: spread\nfamilies: {a: {}, b: {}}\nseeds: [0]\nmetrics: {hq_std: closest}\n"
+    )
+    with pytest.raises(ValueError, match="study.metrics.hq_std must be max, min or none"):
+        report_mod.build_report(tmp_path)
 
 
 def test_the_quick_start_trains_the_recipes_the_readme_names():

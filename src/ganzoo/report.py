@@ -101,7 +101,7 @@ class Report:
     study_dir: Path
     study: dict[str, Any]
     jobs: list[Job]
-    columns: dict[str, str]  # metric -> "max" | "min"
+    columns: dict[str, str]  # metric -> "max" | "min" | "none" (not ranked)
     rows: dict[str, dict[str, tuple[float, float | None, int]]]  # family -> metric -> stats
     best: dict[str, set[str]]  # metric -> the families with the best mean (ties: all)
     reference: dict[str, float] = field(default_factory=dict)  # real data's value per metric
@@ -189,8 +189,13 @@ def build_report(study_dir: Path) -> Report:
                 rows[family][metric] = (*mean_std(values), len(values))
     best = {}
     for metric, direction in columns.items():
-        if direction not in ("max", "min"):
-            raise ValueError(f"study.metrics.{metric} must be max or min, got {direction!r}")
+        if direction not in ("max", "min", "none"):
+            raise ValueError(
+                f"study.metrics.{metric} must be max, min or none (shown, not ranked), got "
+                f"{direction!r}"
+            )
+        if direction == "none":
+            continue
         scored = [(r[metric][0], f) for f, r in rows.items() if metric in r]
         scored = [(m, f) for m, f in scored if not math.isnan(m)]
         if scored:

@@ -387,7 +387,7 @@ class Reconstruction(Metric):
 class ModeStatistics(Metric):
     """2D-mixture figures of :func:`~ganzoo.metrics.mixtures.mode_statistics` on ``num_samples``
     samples (PacGAN / VEEGAN: 2,500): ``modes``, ``high_quality`` (%), ``reverse_kl``,
-    ``mode_counts``."""
+    ``hq_std`` (spread of the high-quality samples around their modes), ``mode_counts``."""
 
     def __init__(self, num_samples: int = 2500, threshold: float = 3.0):
         self.num_samples = num_samples
@@ -404,6 +404,7 @@ class ModeStatistics(Metric):
             "modes": int(stats["modes"]),
             "high_quality": float(stats["high_quality"]),
             "reverse_kl": float(stats["reverse_kl"]),
+            "hq_std": float(stats["hq_std"]),
             "mode_counts": [int(c) for c in stats["counts"]],
         }
         protocol = {
