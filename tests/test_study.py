@@ -186,7 +186,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, monkeypatch, 
     printed = capsys.readouterr().out
     assert "FAILED broken/seed_0: ValueError: Invalid learning rate" in printed
     assert (
-        "broken/seed_0 | - | - | - | ValueError: Invalid learning rate"
+        "broken/seed_0 | - | - | - | - | ValueError: Invalid learning rate"
         in (d / "report.md").read_text()
     )
     # ganzoo-report alone gives the same verdict, and can write the report elsewhere.
