@@ -4,9 +4,9 @@ A sample is *high quality* when it lies within ``threshold * std`` (3 std) of it
 a mode is *covered* when at least one high-quality sample is nearest to it; the *reverse KL*
 is ``KL(p || uniform)`` between the histogram ``p`` of high-quality samples over modes and the
 uniform distribution over modes. The *spread* of the high-quality samples (their standard
-deviation around their modes, per coordinate) shows
-what the share alone cannot: samples packed tighter than the data's Gaussians score a high
-share too. The same function serves training logs and ``ganzoo-eval``.
+deviation around their modes, per coordinate) shows what the share alone cannot: samples packed
+tighter than the data's Gaussians score a high share too. The same function serves training
+logs and ``ganzoo-eval``.
 """
 
 from __future__ import annotations
