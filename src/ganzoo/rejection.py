@@ -116,8 +116,9 @@ class DiscriminatorRejection:
         group = int(getattr(model, "judged_together", 1))
         size = -(-max(batch_size, group) // group) * group
         logit_max = torch.tensor(-torch.inf, device=model.device)
-        for start in range(0, self.burn_in, size):
-            _, logits = self._candidates(model, min(size, self.burn_in - start), generator)
+        for start in range(0, self.burn_in, size):  # whole groups: the last may run over
+            left = -(-(self.burn_in - start) // group) * group
+            _, logits = self._candidates(model, min(size, left), generator)
             logit_max = torch.maximum(logit_max, logits.max())
         self.drawn = self.kept = 0
         limit = self.max_candidates * n
