@@ -12,7 +12,10 @@ from hydra.core.global_hydra import GlobalHydra
 from torch import Tensor
 
 from conftest import compose_run, quick_overrides
+from ganzoo.data import RingDataModule
 from ganzoo.evaluate import evaluate
+from ganzoo.metrics.suite import EvalContext
+from ganzoo.models import load_checkpoint
 from ganzoo.rejection import DiscriminatorRejection
 from ganzoo.train import train
 
@@ -34,7 +37,7 @@ class Labelled(torch.nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         x = torch.arange(self.count, self.count + n, dtype=torch.float32).unsqueeze(1)
         self.count += n
-        return x
+        return x + 0.5 * torch.rand(n, 1, generator=generator)  # the group index stays exact
 
     def realness(self, x: Tensor) -> Tensor:
         assert len(x) % self.judged_together == 0, "a partial group reached D"
@@ -97,10 +100,22 @@ def test_gives_up_with_a_clear_message_when_nothing_is_kept():
 
     class Hopeless(Labelled):
         def realness(self, x: Tensor) -> Tensor:  # one candidate in ten kept, half the time
-            return torch.where(x[:, 0] % 10 == 0, 0.0, -1e4)
+            return torch.where(x[:, 0].long() % 10 == 0, 0.0, -1e4)
 
     with pytest.raises(RuntimeError, match="lower rejection.percentile to keep more"):
         list(drs.batches(Hopeless(), 20, 10))
+
+
+def test_logit_max_rises_with_larger_logits_seen_after_the_burn_in():
+    class Rising(Labelled):
+        def realness(self, x: Tensor) -> Tensor:  # every candidate beats all the earlier ones
+            return x[:, 0].floor() * 0.01
+
+    drs = DiscriminatorRejection(burn_in=10, percentile=50.0, max_candidates=20)
+    kept = torch.cat(list(drs.batches(Rising(), 100, 10)))
+    assert len(kept) == 100  # with a stale maximum, F is NaN and nothing would be kept
+    assert 0.3 < drs.acceptance < 0.7
+    assert drs.settings()["candidates_per_batch"] == 10
 
 
 def test_bad_settings_name_their_key():
@@ -111,11 +126,14 @@ def test_bad_settings_name_their_key():
 
 
 def test_a_model_without_discriminator_is_refused():
-    class NoD(Labelled):
+    from tiny_family import TinyAutoencoder
+
+    class NoRealness(Labelled):
         realness = None
 
-    with pytest.raises(ValueError, match="no discriminator"):
-        list(DiscriminatorRejection(burn_in=1).batches(NoD(), 4, 4))
+    for model in (NoRealness(), TinyAutoencoder(shape=[2])):
+        with pytest.raises(ValueError, match="no discriminator"):
+            list(DiscriminatorRejection(burn_in=1).batches(model, 4, 4))
 
 
 @pytest.fixture(scope="module")
@@ -155,4 +173,17 @@ def test_ganzoo_eval_with_rejection_records_its_sampler(ring_ckpt, tmp_path):
     assert 0.0 < entry["acceptance"] < 1.0
     assert "rejection" not in plain["metrics"]["high_quality"]
     assert plain["eval"]["rejection"] is None
-    assert sum(drs["metrics"]["mode_counts"]["value"]) <= 400
+    assert drs["metrics"]["high_quality"]["value"] >= plain["metrics"]["high_quality"]["value"]
+
+
+def test_each_sample_stream_records_its_own_acceptance(ring_ckpt):
+    model = load_checkpoint(ring_ckpt)
+    data = RingDataModule(num_train=200, num_val=100, num_test=100, batch_size=50)
+    drs = DiscriminatorRejection(burn_in=100, percentile=80.0)
+    ctx = EvalContext(model, data, batch_size=50, rejection=drs)
+    for n in (100, 300):
+        assert sum(len(b) for b in ctx.generated_batches(n)) == n
+        assert ctx.acceptance[n] == drs.acceptance
+    again = list(ctx.generated_batches(100))
+    assert len(torch.cat(again)) == 100 and drs.acceptance == ctx.acceptance[100]
+    assert set(ctx.acceptance) == {100, 300}

@@ -98,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         entry["ema"] = ema
         if entry.get("num_generated") and rejection is not None:
             entry["rejection"] = sampler
-            entry["acceptance"] = rejection.acceptance
+            entry["acceptance"] = ctx.acceptance.get(entry["num_generated"])
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     report = {
         "checkpoint": {

@@ -66,14 +66,20 @@ class DiscriminatorRejection:
         #: Of the last stream: candidates drawn after the burn-in, and those kept.
         self.drawn = 0
         self.kept = 0
+        #: Of the last stream: candidates per batch, over which ``gamma`` is taken.
+        self.candidates_per_batch: int | None = None
 
     def settings(self) -> dict[str, Any]:
-        """The protocol entry: DRS's settings."""
+        """The protocol entry: DRS's settings (``candidates_per_batch``, which sets the sample
+        ``gamma`` is a percentile of, once a stream has run: the evaluation's batch size rounded up
+        to whole groups)."""
         return {
             "method": "discriminator rejection sampling (Azadi et al. 2019)",
             "burn_in": self.burn_in,
             "percentile": self.percentile,
             "epsilon": self.epsilon,
+            "max_candidates": self.max_candidates,
+            "candidates_per_batch": self.candidates_per_batch,
         }
 
     @property
@@ -115,6 +121,7 @@ class DiscriminatorRejection:
             )
         group = int(getattr(model, "judged_together", 1))
         size = -(-max(batch_size, group) // group) * group
+        self.candidates_per_batch = size
         logit_max = torch.tensor(-torch.inf, device=model.device)
         for start in range(0, self.burn_in, size):  # whole groups: the last may run over
             left = -(-(self.burn_in - start) // group) * group

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -61,6 +61,9 @@ class EvalContext:
     seed: int = 0
     batch_size: int = 500
     rejection: Any = None
+    #: With ``rejection``: the share of candidates kept, per stream size ``n`` (every stream of
+    #: one size is the same stream, drawn from ``seed``).
+    acceptance: dict[int, float | None] = field(default_factory=dict)
 
     def __post_init__(self):
         self.datamodule.setup("fit")
@@ -109,7 +112,10 @@ class EvalContext:
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with evaluating(self.model):
             if self.rejection is not None:
-                yield from self.rejection.batches(self.model, n, self.batch_size, generator)
+                try:
+                    yield from self.rejection.batches(self.model, n, self.batch_size, generator)
+                finally:
+                    self.acceptance[n] = self.rejection.acceptance
                 return
             for start in range(0, n, self.batch_size):
                 yield self.model.sample(min(self.batch_size, n - start), generator=generator)

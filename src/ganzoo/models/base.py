@@ -605,7 +605,13 @@ class GenerativeModel(pl.LightningModule):
     def realness(self, x: Tensor) -> Tensor:
         """D's logits that samples are real, one per group of ``judged_together`` samples:
         ``(N // judged_together,)`` (read by discriminator rejection, ``ganzoo.rejection``)."""
-        return self.discriminator(x).reshape(-1)
+        discriminator = getattr(self, "discriminator", None)
+        if discriminator is None:
+            raise ValueError(
+                f"{type(self).__name__} has no discriminator to reject with: evaluate it "
+                "without rejection (drop rejection=...)"
+            )
+        return discriminator(x).reshape(-1)
 
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError(
