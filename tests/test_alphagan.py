@@ -458,3 +458,16 @@ def test_latent_reconstruction_term(make_cfg):
     assert_close(got, 2.5 * (z - model.encoder(model.generator(z))).abs().mean())
     model.latent_reconstruction_weight = 0.0
     assert model._latent_term(6, "e") == 0.0
+
+
+def test_discriminator_rejection_refuses_a_wasserstein_critic(make_cfg):
+    from ganzoo.rejection import DiscriminatorRejection
+
+    _, wgan, _ = build_run(make_cfg(*RING, *WGAN))
+    _, logistic, _ = build_run(make_cfg(*RING))
+    assert logistic.realness(logistic.sample(4)).shape == (4,)
+    with pytest.raises(ValueError, match="Wasserstein critic"):
+        list(DiscriminatorRejection(burn_in=4).batches(wgan.eval(), 4, 4))
+    refine = DiscriminatorRejection(burn_in=4, refine_steps=1)
+    with pytest.raises(ValueError, match="Wasserstein critic"):
+        list(refine.batches(wgan.eval(), 4, 4, real=lambda k, g: torch.zeros(k, 2)))

@@ -187,3 +187,51 @@ def test_each_sample_stream_records_its_own_acceptance(ring_ckpt):
     again = list(ctx.generated_batches(100))
     assert len(torch.cat(again)) == 100 and drs.acceptance == ctx.acceptance[100]
     assert set(ctx.acceptance) == {100, 300}
+
+
+def test_refinement_trains_a_copy_of_d_against_the_fixed_generator(ring_ckpt):
+    model = load_checkpoint(ring_ckpt)
+    data = RingDataModule(num_train=400, num_val=100, num_test=100)
+    data.setup("fit")
+    real = torch.stack([data.train_set[i][0] for i in range(400)])
+
+    def items(k: int, generator: torch.Generator | None) -> Tensor:
+        return real[torch.randint(len(real), (k,), generator=generator)]
+
+    before = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    drs = DiscriminatorRejection(refine_steps=50, refine_lr=2e-3, refine_batch_size=64)
+    judge = drs.refined(model, items, torch.Generator().manual_seed(0))
+    again = drs.refined(model, items, torch.Generator().manual_seed(0))
+    for k, v in model.discriminator.state_dict().items():
+        torch.testing.assert_close(v, before[k])  # the model's own D is left as trained
+    for k, v in judge.discriminator.state_dict().items():
+        torch.testing.assert_close(v, again.discriminator.state_dict()[k])  # seeded: the same
+
+    fake = model.sample(400, generator=torch.Generator().manual_seed(1))
+
+    def gap(m) -> float:  # mean logit of real items over that of samples
+        return (m.realness(real).mean() - m.realness(fake).mean()).item()
+
+    assert gap(judge) > gap(model) + 1.0
+    assert not judge.discriminator.training  # judged in eval mode
+
+
+def test_refinement_needs_training_data_and_a_discriminator():
+    from tiny_family import TinyAutoencoder
+
+    drs = DiscriminatorRejection(burn_in=4, refine_steps=1)
+    with pytest.raises(ValueError, match="rejection.refine_steps needs training data"):
+        list(drs.batches(Labelled(), 4, 4))
+    with pytest.raises(ValueError, match="no discriminator"):
+        list(drs.batches(TinyAutoencoder(shape=[2]), 4, 4, real=lambda k, g: torch.zeros(k, 2)))
+    with pytest.raises(ValueError, match="rejection.refine_steps"):
+        DiscriminatorRejection(refine_steps=-1)
+
+
+def test_ganzoo_eval_refines_d_on_the_training_split(ring_ckpt, tmp_path):
+    small = ["metrics.mode_statistics.num_samples=200", "batch_size=100"]
+    refine = ["rejection.refine_steps=20", "rejection.refine_batch_size=50"]
+    out = run_eval(ring_ckpt, tmp_path, *small, "rejection=drs", "rejection.burn_in=100", *refine)
+    settings = out["eval"]["rejection"]
+    assert settings["refine_steps"] == 20 and settings["refine_batch_size"] == 50
+    assert out["metrics"]["high_quality"]["num_generated"] == 200

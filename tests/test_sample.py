@@ -297,6 +297,19 @@ def test_export_with_rejection_writes_the_samples_d_keeps(ckpts, tmp_path):
     kept = sampler.batches(model, 100, 40, torch.Generator().manual_seed(2))
     assert_close(points, torch.cat(list(kept)))
     assert sampler.acceptance < 1.0
+    refine = ["rejection.refine_steps=20", "rejection.refine_lr=1e-3"]
+    run(
+        ckpts["gan_ring"],
+        tmp_path / "r",
+        "export",
+        "n=100",
+        "batch_size=40",
+        "seed=2",
+        *drs,
+        *refine,
+    )
+    refined = torch.from_numpy(np.load(tmp_path / "r" / "samples.npy"))
+    assert refined.shape == points.shape and not torch.equal(refined, points)  # another D judged
 
 
 def test_unknown_mode_lists_the_valid_ones(ckpts, tmp_path):

@@ -179,7 +179,8 @@ class Inspection:
         ones that sampler keeps (``ganzoo.rejection``)."""
         noise = self.noise()
         if self.cfg.get("rejection"):
-            yield from instantiate(self.cfg.rejection).batches(self.model, n, batch_size, noise)
+            rejection = instantiate(self.cfg.rejection)
+            yield from rejection.batches(self.model, n, batch_size, noise, real=self.training_items)
             return
         for i in range(0, n, batch_size):
             yield self.model.sample(min(batch_size, n - i), generator=noise)
@@ -215,6 +216,20 @@ class Inspection:
     def unit(self, x: Tensor) -> Tensor:
         """Images in the run's ``data.value_range`` to [0, 1] (one file per image, not a grid)."""
         return unit_range(x, self.value_range)
+
+    @cached_property
+    def training_set(self):
+        """The run's training split."""
+        datamodule = instantiate(self.data_config)
+        datamodule.setup("fit")
+        return datamodule.train_set
+
+    def training_items(self, k: int, generator: torch.Generator | None) -> Tensor:
+        """``k`` training items drawn uniformly with replacement (refining D for rejection)."""
+        device = generator.device if generator is not None else None
+        index = torch.randint(len(self.training_set), (k,), generator=generator, device=device)
+        items = [GenerativeModel.inputs(self.training_set[i]) for i in index.tolist()]
+        return torch.stack(items).to(self.device)
 
     @cached_property
     def held_out_set(self):

@@ -22,11 +22,19 @@ D is only a density-ratio estimate where it was trained with the standard (logis
 against the same generator; for a moving-average generator, for VAE/GAN's and alpha-GAN's D
 (trained against reconstructions as well as samples) it is an approximation, and a Wasserstein
 critic's scores are no logits at all. Reports say which sampler made their numbers.
+
+**Refinement** (``refine_steps`` > 0, off by default): before the burn-in, a copy of D is
+trained further with the logistic loss, training items against the samples of the generator as
+it samples (its moving average when enabled), which stays fixed; the copy judges, the model's
+own D is left as trained. The rejection rule needs the optimal D of the final generator; the
+trained D is that of a generator that kept moving, and for the encoder families it also learned
+to tell reconstructions apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -42,6 +50,11 @@ class DiscriminatorRejection:
             ``gamma``; higher keeps fewer.
         epsilon: DRS's ``epsilon`` in ``F``, keeping it finite at the maximum logit.
         max_candidates: most candidates drawn per requested sample before giving up.
+        refine_steps: Adam steps training a copy of D against the fixed generator before the
+            burn-in (0: D as trained).
+        refine_lr: that Adam's learning rate (betas 0.5, 0.999).
+        refine_batch_size: training items and samples per refinement step (rounded up to whole
+            groups).
     """
 
     def __init__(
@@ -50,6 +63,9 @@ class DiscriminatorRejection:
         percentile: float = 95.0,
         epsilon: float = 1e-6,
         max_candidates: int = 1_000,
+        refine_steps: int = 0,
+        refine_lr: float = 1e-4,
+        refine_batch_size: int = 100,
     ):
         if burn_in < 1:
             raise ValueError(f"rejection.burn_in must be >= 1, got {burn_in}")
@@ -59,6 +75,16 @@ class DiscriminatorRejection:
             raise ValueError(f"rejection.epsilon must be > 0, got {epsilon}")
         if max_candidates < 1:
             raise ValueError(f"rejection.max_candidates must be >= 1, got {max_candidates}")
+        if refine_steps < 0:
+            raise ValueError(f"rejection.refine_steps must be >= 0, got {refine_steps}")
+        if refine_lr <= 0 or refine_batch_size < 1:
+            raise ValueError(
+                "rejection.refine_lr must be > 0 and rejection.refine_batch_size >= 1, got "
+                f"{refine_lr} and {refine_batch_size}"
+            )
+        self.refine_steps = int(refine_steps)
+        self.refine_lr = float(refine_lr)
+        self.refine_batch_size = int(refine_batch_size)
         self.burn_in = int(burn_in)
         self.percentile = float(percentile)
         self.epsilon = float(epsilon)
@@ -80,6 +106,9 @@ class DiscriminatorRejection:
             "epsilon": self.epsilon,
             "max_candidates": self.max_candidates,
             "candidates_per_batch": self.candidates_per_batch,
+            "refine_steps": self.refine_steps,
+            "refine_lr": self.refine_lr if self.refine_steps else None,
+            "refine_batch_size": self.refine_batch_size if self.refine_steps else None,
         }
 
     @property
@@ -99,33 +128,84 @@ class DiscriminatorRejection:
         gamma = torch.quantile(f, self.percentile / 100.0)
         return torch.sigmoid(f - gamma)
 
-    @torch.no_grad()
-    def _candidates(
-        self, model: Any, size: int, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor]:
-        """``size`` candidates (a multiple of D's group) and one logit per group."""
-        x = model.sample(size, generator=generator)
-        logits = model.realness(x).reshape(-1).float()
-        return x, logits
+    def refined(
+        self,
+        model: Any,
+        real: Callable[[int, torch.Generator | None], Tensor],
+        generator: torch.Generator | None = None,
+    ) -> Any:
+        """A copy of ``model`` whose D has taken ``refine_steps`` logistic-loss steps, ``real``
+        items (``real(k, generator)``: ``k`` random training items) against ``model``'s samples."""
+        model.judging_network()  # before the copy: a family without D is refused here
+        judge = copy.deepcopy(model)
+        d = judge.judging_network()
+        group = int(getattr(model, "judged_together", 1))
+        size = -(-self.refine_batch_size // group) * group
+        d.train()
+        opt = torch.optim.Adam(d.parameters(), lr=self.refine_lr, betas=(0.5, 0.999))
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        for _ in range(self.refine_steps):
+            with torch.no_grad():
+                fake = model.sample(size, generator=generator)
+            real_logits = judge.judge(real(size, generator).to(fake.device))
+            fake_logits = judge.judge(fake)
+            loss = bce(real_logits, torch.ones_like(real_logits)) + bce(
+                fake_logits, torch.zeros_like(fake_logits)
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        d.eval()
+        return judge
 
     @torch.no_grad()
+    def _candidates(
+        self, model: Any, judge: Any, size: int, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """``size`` candidates of ``model`` (a multiple of D's group) and ``judge``'s logit per
+        group."""
+        x = model.sample(size, generator=generator)
+        logits = judge.realness(x).reshape(-1).float()
+        return x, logits
+
     def batches(
-        self, model: Any, n: int, batch_size: int, generator: torch.Generator | None = None
+        self,
+        model: Any,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        real: Callable[[int, torch.Generator | None], Tensor] | None = None,
     ) -> Iterator[Tensor]:
         """``n`` accepted samples of ``model`` in batches of ``batch_size`` (the last smaller),
-        drawn with ``generator`` (its stream: the burn-in, then candidates and uniforms)."""
+        drawn with ``generator`` (its stream: the refinement, the burn-in, then candidates and
+        uniforms); ``real(k, generator)`` gives ``k`` random training items, needed to refine."""
         if not callable(getattr(model, "realness", None)):
             raise ValueError(
                 f"{type(model).__name__} has no discriminator to reject with: evaluate it "
                 "without rejection (drop rejection=...)"
             )
+        judge = model
+        if self.refine_steps:
+            if real is None:
+                raise ValueError(
+                    "rejection.refine_steps needs training data, which this caller does not "
+                    "give: set rejection.refine_steps=0"
+                )
+            with torch.enable_grad():
+                judge = self.refined(model, real, generator)
+        yield from self._accepted(model, judge, n, batch_size, generator)
+
+    @torch.no_grad()
+    def _accepted(
+        self, model: Any, judge: Any, n: int, batch_size: int, generator: torch.Generator | None
+    ) -> Iterator[Tensor]:
         group = int(getattr(model, "judged_together", 1))
         size = -(-max(batch_size, group) // group) * group
         self.candidates_per_batch = size
         logit_max = torch.tensor(-torch.inf, device=model.device)
         for start in range(0, self.burn_in, size):  # whole groups: the last may run over
             left = -(-(self.burn_in - start) // group) * group
-            _, logits = self._candidates(model, min(size, left), generator)
+            _, logits = self._candidates(model, judge, min(size, left), generator)
             logit_max = torch.maximum(logit_max, logits.max())
         self.drawn = self.kept = 0
         limit = self.max_candidates * n
@@ -137,7 +217,7 @@ class DiscriminatorRejection:
                     f"discriminator rejection kept {self.kept} of {self.drawn} candidates: lower "
                     "rejection.percentile to keep more"
                 )
-            x, logits = self._candidates(model, size, generator)
+            x, logits = self._candidates(model, judge, size, generator)
             logit_max = torch.maximum(logit_max, logits.max())
             p = self.keep_probability(logits, logit_max)
             u = torch.rand(p.shape, generator=generator, device=p.device)

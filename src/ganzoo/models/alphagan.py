@@ -448,15 +448,14 @@ class AlphaGAN(GenerativeModel):
     def forward(self, z: Tensor) -> Tensor:
         return self.generate(z)
 
-    @torch.no_grad()
-    def realness(self, x: Tensor) -> Tensor:
+    def judge(self, x: Tensor) -> Tensor:
         loss = getattr(self.d_loss_fn, "func", self.d_loss_fn)
         if "wasserstein" in getattr(loss, "__name__", ""):
             raise ValueError(
                 "this alpha-GAN's D is a Wasserstein critic: its scores are no logits of "
                 "p_data / p_G, so discriminator rejection does not apply (drop rejection=...)"
             )
-        return super().realness(x)
+        return super().judge(x)
 
 
 def _prob(logits: Tensor) -> Tensor:

@@ -605,13 +605,21 @@ class GenerativeModel(pl.LightningModule):
     def realness(self, x: Tensor) -> Tensor:
         """D's logits that samples are real, one per group of ``judged_together`` samples:
         ``(N // judged_together,)`` (read by discriminator rejection, ``ganzoo.rejection``)."""
+        return self.judge(x)
+
+    def judge(self, x: Tensor) -> Tensor:
+        """``realness`` with gradients into D (discriminator rejection refines a copy of D)."""
+        return self.judging_network()(x).reshape(-1)
+
+    def judging_network(self) -> nn.Module:
+        """The network behind ``judge``: D (an error for a family without one)."""
         discriminator = getattr(self, "discriminator", None)
         if discriminator is None:
             raise ValueError(
                 f"{type(self).__name__} has no discriminator to reject with: evaluate it "
                 "without rejection (drop rejection=...)"
             )
-        return discriminator(x).reshape(-1)
+        return discriminator
 
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError(

@@ -214,8 +214,7 @@ class GAN(GenerativeModel):
     def judged_together(self) -> int:
         return self.pack
 
-    @torch.no_grad()
-    def realness(self, x: Tensor) -> Tensor:
+    def judge(self, x: Tensor) -> Tensor:
         return self.critic(x).reshape(-1)
 
     def top_k_fraction(self) -> float:
