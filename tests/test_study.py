@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -120,6 +121,8 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
         assert saved["eval"]["study_eval"][1:] == ["rejection=drs", "rejection.burn_in=100"]
         assert saved["metrics"]["high_quality"]["rejection"]["burn_in"] == 100
     assert "rejection" in (d / "report.md").read_text()  # the protocol names the sampler
+    command = OmegaConf.load(d / "study.yaml")["command"]
+    assert shlex.split(command)[-2] == drs  # quoted as the shell needs, to paste back
     for row in json.loads((d / "report.json").read_text())["jobs"]:
         assert 0.0 < row["acceptance"] < 1.0
     assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0  # back: evaluated again

@@ -381,7 +381,7 @@ class StudyReport(Callback):
         study_dir = Path(config.study.dir)
         study_dir.mkdir(parents=True, exist_ok=True)
         record = OmegaConf.to_container(config.study, resolve=True)
-        record["command"] = " ".join(["ganzoo-study", *sys.argv[1:]])
+        record["command"] = shlex.join(["ganzoo-study", *sys.argv[1:]])
         (study_dir / STUDY_FILE).write_text(OmegaConf.to_yaml(record))
         self._start = time.perf_counter()
         jobs = job_names(config.study.families, config.study.seeds)
