@@ -29,6 +29,7 @@ from ganzoo.callbacks.reconstructions import side_by_side
 from ganzoo.callbacks.samples import scatter_figure
 from ganzoo.metrics.domain import unit_range
 from ganzoo.models import FAMILIES, GenerativeModel, family_class, load_checkpoint
+from ganzoo.rejection import random_items
 
 
 class InspectionError(Exception):
@@ -180,7 +181,13 @@ class Inspection:
         noise = self.noise()
         if self.cfg.get("rejection"):
             rejection = instantiate(self.cfg.rejection)
-            yield from rejection.batches(self.model, n, batch_size, noise, real=self.training_items)
+            yield from rejection.batches(
+                self.model,
+                n,
+                batch_size,
+                noise,
+                real=lambda k, g: random_items(self.training_set, k, g).to(self.device),
+            )
             return
         for i in range(0, n, batch_size):
             yield self.model.sample(min(batch_size, n - i), generator=noise)
@@ -223,13 +230,6 @@ class Inspection:
         datamodule = instantiate(self.data_config)
         datamodule.setup("fit")
         return datamodule.train_set
-
-    def training_items(self, k: int, generator: torch.Generator | None) -> Tensor:
-        """``k`` training items drawn uniformly with replacement (refining D for rejection)."""
-        device = generator.device if generator is not None else None
-        index = torch.randint(len(self.training_set), (k,), generator=generator, device=device)
-        items = [GenerativeModel.inputs(self.training_set[i]) for i in index.tolist()]
-        return torch.stack(items).to(self.device)
 
     @cached_property
     def held_out_set(self):

@@ -40,6 +40,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ganzoo.models.base import GenerativeModel
+
+
+def random_items(dataset: Any, k: int, generator: torch.Generator | None) -> Tensor:
+    """``k`` items of ``dataset`` drawn uniformly with replacement, stacked (the training data a
+    refinement of D reads)."""
+    device = generator.device if generator is not None else None
+    index = torch.randint(len(dataset), (k,), generator=generator, device=device)
+    return torch.stack([GenerativeModel.inputs(dataset[i]) for i in index.tolist()])
+
 
 class DiscriminatorRejection:
     """DRS as a sampler of any family with a discriminator (``GenerativeModel.realness``).

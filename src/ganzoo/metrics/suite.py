@@ -37,6 +37,7 @@ from ganzoo.metrics.parzen import (
 )
 from ganzoo.metrics.reconstruction import reconstruction_errors
 from ganzoo.models.base import GenerativeModel, evaluating
+from ganzoo.rejection import random_items
 
 SPLITS = ("train", "val", "test")
 
@@ -107,14 +108,6 @@ class EvalContext:
         for batch in DataLoader(subset, batch_size=self.batch_size, num_workers=0):
             yield GenerativeModel.inputs(batch).to(self.device)
 
-    def random_items(self, split: str, k: int, generator: torch.Generator | None) -> Tensor:
-        """``k`` items of ``split`` drawn uniformly with replacement, on the device."""
-        ds = self.dataset(split)
-        device = generator.device if generator is not None else None
-        index = torch.randint(len(ds), (k,), generator=generator, device=device)
-        items = [GenerativeModel.inputs(ds[i]) for i in index.tolist()]
-        return torch.stack(items).to(self.device)
-
     def generated_batches(self, n: int) -> Iterator[Tensor]:
         """``n`` samples in batches, from a generator seeded with ``seed``, in eval mode."""
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
@@ -126,7 +119,7 @@ class EvalContext:
                         n,
                         self.batch_size,
                         generator,
-                        real=lambda k, g: self.random_items("train", k, g),
+                        real=lambda k, g: random_items(self.dataset("train"), k, g).to(self.device),
                     )
                 finally:
                     self.acceptance[n] = self.rejection.acceptance
