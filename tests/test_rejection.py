@@ -1,10 +1,12 @@
-"""Discriminator rejection sampling (``ganzoo.rejection``): its score, what it keeps, packed
-groups, and ``ganzoo-eval rejection=drs`` on a trained checkpoint."""
+"""The samplers of ``ganzoo.rejection``: discriminator rejection sampling (its score, what it
+keeps, packed groups, refining D) and Jacobian-based truncation (the norm, what it keeps), and
+``ganzoo-eval rejection=...`` on a trained checkpoint."""
 
 from __future__ import annotations
 
 import json
 import math
+import types
 
 import pytest
 import torch
@@ -16,7 +18,8 @@ from ganzoo.data import RingDataModule
 from ganzoo.evaluate import evaluate
 from ganzoo.metrics.suite import EvalContext
 from ganzoo.models import load_checkpoint
-from ganzoo.rejection import DiscriminatorRejection
+from ganzoo.models.priors import NormalPrior
+from ganzoo.rejection import DiscriminatorRejection, JacobianTruncation, rebatched
 from ganzoo.train import train
 
 
@@ -235,3 +238,97 @@ def test_ganzoo_eval_refines_d_on_the_training_split(ring_ckpt, tmp_path):
     settings = out["eval"]["rejection"]
     assert settings["refine_steps"] == 20 and settings["refine_batch_size"] == 50
     assert out["metrics"]["high_quality"]["num_generated"] == 200
+
+
+def test_rebatched_draws_no_chunk_once_n_rows_are_out():
+    drawn = []
+
+    def chunks():
+        while True:
+            drawn.append(len(drawn))
+            yield torch.full((3, 1), float(len(drawn)))
+
+    out = list(rebatched(chunks(), 7, 4))
+    assert [len(b) for b in out] == [4, 3]
+    assert torch.cat(out).squeeze(1).tolist() == [1, 1, 1, 2, 2, 2, 3]
+    assert len(drawn) == 3  # the third chunk held the 7th row; no fourth was drawn
+
+
+class Cubed(torch.nn.Module):
+    """A stand-in model: ``G(z) = z^3`` elementwise, whose Jacobian ``diag(3 z^2)`` has the norm
+    ``3 sqrt(sum z^4)``: smallest near the origin."""
+
+    def __init__(self, dim: int = 2):
+        super().__init__()
+        self.prior = NormalPrior(dim)
+
+    def generate(self, z: Tensor) -> Tensor:
+        return z.pow(3)
+
+
+def test_jacobian_norm_is_exact_for_small_latents_and_estimated_for_large():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(12, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5)
+    ).double()
+    model = types.SimpleNamespace(generate=net)
+    z = torch.randn(6, 12, dtype=torch.float64)
+    exact = torch.stack(
+        [torch.autograd.functional.jacobian(net, zi).pow(2).sum().sqrt() for zi in z]
+    ).float()
+    x, norm = JacobianTruncation(directions=12).jacobian_norms(model, z)
+    torch.testing.assert_close(x, net(z))
+    torch.testing.assert_close(norm, exact)
+    g = torch.Generator().manual_seed(1)
+    _, estimate = JacobianTruncation(directions=4000).jacobian_norms(model, z, g)
+    assert estimate.shape == exact.shape and not torch.equal(estimate, exact)
+    torch.testing.assert_close(estimate, exact, rtol=0.05, atol=0.0)  # 4,000 directions, not 12
+    with pytest.raises(AssertionError):  # 3 random directions are a rough estimate
+        _, rough = JacobianTruncation(directions=3).jacobian_norms(model, z, g)
+        torch.testing.assert_close(rough, exact, rtol=0.01, atol=0.0)
+
+
+def test_jbt_keeps_the_latents_where_g_stretches_least():
+    model = Cubed()
+    jbt = JacobianTruncation(keep=0.5, burn_in=4000)
+    out = torch.cat(list(jbt.batches(model, 1000, 300, torch.Generator().manual_seed(0))))
+    assert out.shape == (1000, 2)
+    z = out.sign() * out.abs().pow(1 / 3)
+    norm = 3 * z.pow(4).sum(1).sqrt()
+    assert norm.max() <= jbt.threshold * (1 + 1e-5)
+    # the threshold is the median norm of N(0, I) latents: 3 sqrt(z1^4 + z2^4) at its median
+    ref = (
+        3 * torch.randn(200_000, 2, generator=torch.Generator().manual_seed(9)).pow(4).sum(1).sqrt()
+    )
+    assert jbt.threshold == pytest.approx(ref.median().item(), rel=0.05)
+    assert jbt.acceptance == pytest.approx(0.5, abs=0.04)
+    assert jbt.settings()["exact_norm"] is True and jbt.settings()["keep"] == 0.5
+    again = torch.cat(list(jbt.batches(model, 1000, 300, torch.Generator().manual_seed(0))))
+    torch.testing.assert_close(again, out)  # the same seed, the same samples
+    everything = JacobianTruncation(keep=1.0, burn_in=500)
+    assert sum(len(b) for b in everything.batches(model, 400, 100)) == 400
+    assert everything.acceptance > 0.99
+
+
+def test_jbt_settings_and_giving_up_name_their_key():
+    with pytest.raises(ValueError, match="rejection.keep"):
+        JacobianTruncation(keep=0.0)
+    with pytest.raises(ValueError, match="rejection.directions"):
+        JacobianTruncation(directions=0)
+    tiny = JacobianTruncation(keep=1e-6, burn_in=1000, max_candidates=1)
+    with pytest.raises(RuntimeError, match="raise rejection.keep"):
+        list(tiny.batches(Cubed(), 100, 100, torch.Generator().manual_seed(0)))
+
+
+def test_ganzoo_eval_with_jbt_records_its_sampler(ring_ckpt, tmp_path):
+    small = ["metrics.mode_statistics.num_samples=400", "batch_size=100"]
+    out = run_eval(
+        ring_ckpt, tmp_path, *small, "rejection=jbt", "rejection.burn_in=400", "rejection.keep=0.6"
+    )
+    entry = out["metrics"]["high_quality"]
+    settings = out["eval"]["rejection"]
+    assert entry["rejection"] == settings
+    assert settings["method"].startswith("Jacobian-based truncation")
+    assert settings["keep"] == 0.6 and settings["exact_norm"] is True  # a 2-D latent
+    assert settings["threshold"] > 0
+    assert entry["acceptance"] == pytest.approx(0.6, abs=0.1)

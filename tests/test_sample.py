@@ -30,7 +30,7 @@ from ganzoo.inspection import (
 )
 from ganzoo.metrics.domain import unit_range
 from ganzoo.models import load_checkpoint
-from ganzoo.rejection import DiscriminatorRejection
+from ganzoo.rejection import DiscriminatorRejection, JacobianTruncation
 from ganzoo.sample import main
 from ganzoo.train import train
 from tiny_family import register, train_tiny
@@ -310,6 +310,22 @@ def test_export_with_rejection_writes_the_samples_d_keeps(ckpts, tmp_path):
     )
     refined = torch.from_numpy(np.load(tmp_path / "r" / "samples.npy"))
     assert refined.shape == points.shape and not torch.equal(refined, points)  # another D judged
+
+
+def test_export_with_jbt_writes_the_samples_it_keeps_for_any_family(ckpts, tmp_path):
+    jbt = ["rejection=jbt", "rejection.burn_in=200", "rejection.keep=0.5"]
+    for name in ("gan_ring", "ae_ring"):  # with and without a discriminator
+        out = tmp_path / name
+        run(ckpts[name], out, "export", "n=100", "batch_size=40", "seed=2", *jbt)
+        points = torch.from_numpy(np.load(out / "samples.npy"))
+        model = load_checkpoint(ckpts[name]).eval()
+        sampler = JacobianTruncation(burn_in=200, keep=0.5)
+        kept = sampler.batches(model, 100, 40, torch.Generator().manual_seed(2))
+        assert_close(points, torch.cat(list(kept)))
+        if name == "gan_ring":
+            assert 0.3 < sampler.acceptance < 0.7
+        else:  # a linear G: the same Jacobian everywhere, so every latent is at the threshold
+            assert sampler.acceptance == 1.0
 
 
 def test_unknown_mode_lists_the_valid_ones(ckpts, tmp_path):

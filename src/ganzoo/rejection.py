@@ -1,8 +1,16 @@
-"""Discriminator rejection sampling (Azadi et al. 2019, "Discriminator Rejection Sampling").
+"""Samplers on top of a trained model: candidates ``x = G(z)`` are drawn and some thrown away, so
+that samples unlike the data (a GAN's bridges between modes) are not returned. Both change
+nothing in training; reports say which sampler made their numbers.
 
-A sampler on top of a trained model: candidates ``x ~ G`` are kept with a probability that D's
-logit sets, so that samples D rates unlike the data (a GAN's bridges between modes) are thrown
-away. An optimal D of the standard GAN loss has logit ``log p_data(x) / p_G(x)``, and rejection
+- ``DiscriminatorRejection``: DRS (Azadi et al. 2019), kept with a probability D's logit sets.
+- ``JacobianTruncation``: JBT (Tanielian et al. 2020), kept where G's Jacobian is small.
+
+Each is used the same way: ``batches(model, n, batch_size, generator, real=None)`` yields ``n``
+kept samples, ``acceptance`` is the share of its last stream's candidates it kept, and
+``settings()`` is its protocol entry.
+
+**Discriminator rejection sampling** (Azadi et al. 2019, "Discriminator Rejection Sampling").
+Candidates are kept with a probability that D's logit sets. An optimal D of the standard GAN loss has logit ``log p_data(x) / p_G(x)``, and rejection
 sampling with acceptance ``p_data / (M p_G) = exp(logit - max logit)`` would then return exact
 data samples. DRS's practical rule, used here:
 
@@ -29,6 +37,18 @@ it samples (its moving average when enabled), which stays fixed; the copy judges
 own D is left as trained. The rejection rule needs the optimal D of the final generator; the
 trained D is that of a generator that kept moving, and for the encoder families it also learned
 to tell reconstructions apart.
+
+**Jacobian-based truncation** (Tanielian et al. 2020, "Learning disconnected manifolds: a no
+GAN's land"). A continuous G maps the connected latent space onto the whole support of its
+samples, so between two disconnected modes of the data it must draw a path of samples, and it
+keeps that path's mass small by crossing it fast: the latents of bridge samples are where G
+stretches space most, where the Frobenius norm of its Jacobian ``||J_G(z)||_F`` is large. JBT
+keeps a latent ``z`` only where that norm is at most a threshold: the ``keep``-quantile of the
+norms of ``burn_in`` latents, so that about the share ``keep`` of the prior's draws is kept. It
+needs G only (no D), so it applies to every family alike. The norm is exact (one
+forward-mode derivative along each latent axis) when the latent has at most ``directions``
+dimensions; otherwise ``||J||_F^2 = E ||J u||^2`` over ``u ~ N(0, I)`` is estimated with
+``directions`` random ``u``, each drawn from the sampler's stream.
 """
 
 from __future__ import annotations
@@ -41,6 +61,25 @@ import torch
 from torch import Tensor
 
 from ganzoo.models.base import GenerativeModel
+
+
+def rebatched(chunks: Iterator[Tensor], n: int, batch_size: int) -> Iterator[Tensor]:
+    """The first ``n`` rows of the tensors ``chunks`` yields, in batches of ``batch_size`` (the
+    last smaller); no chunk is drawn once ``n`` rows are out."""
+    kept: list[Tensor] = []
+    held = 0
+    if n <= 0:
+        return
+    for chunk in chunks:
+        kept.append(chunk)
+        held += len(chunk)
+        while held >= min(batch_size, n):
+            pool = torch.cat(kept)
+            take = min(batch_size, n)
+            yield pool[:take]
+            kept, held, n = [pool[take:]], len(pool) - take, n - take
+            if n == 0:
+                return
 
 
 def random_items(dataset: Any, k: int, generator: torch.Generator | None) -> Tensor:
@@ -218,27 +257,146 @@ class DiscriminatorRejection:
             _, logits = self._candidates(model, judge, min(size, left), generator)
             logit_max = torch.maximum(logit_max, logits.max())
         self.drawn = self.kept = 0
-        limit = self.max_candidates * n
-        kept: list[Tensor] = []
-        held = 0
-        while n > 0:
-            if self.drawn >= limit:
-                raise RuntimeError(
-                    f"discriminator rejection kept {self.kept} of {self.drawn} candidates: lower "
-                    "rejection.percentile to keep more"
-                )
-            x, logits = self._candidates(model, judge, size, generator)
-            logit_max = torch.maximum(logit_max, logits.max())
-            p = self.keep_probability(logits, logit_max)
-            u = torch.rand(p.shape, generator=generator, device=p.device)
-            groups = x.reshape(len(logits), group, *x.shape[1:])[u < p]
-            accepted = groups.reshape(-1, *x.shape[1:])
-            self.drawn += len(x)
-            self.kept += len(accepted)
-            kept.append(accepted)
-            held += len(accepted)
-            while held >= min(batch_size, n) and n > 0:
-                pool = torch.cat(kept)
-                take = min(batch_size, n)
-                yield pool[:take]
-                kept, held, n = [pool[take:]], len(pool) - take, n - take
+
+        def accepted() -> Iterator[Tensor]:
+            nonlocal logit_max
+            while True:
+                if self.drawn >= self.max_candidates * n:
+                    raise RuntimeError(
+                        f"discriminator rejection kept {self.kept} of {self.drawn} candidates: "
+                        "lower rejection.percentile to keep more"
+                    )
+                x, logits = self._candidates(model, judge, size, generator)
+                logit_max = torch.maximum(logit_max, logits.max())
+                p = self.keep_probability(logits, logit_max)
+                u = torch.rand(p.shape, generator=generator, device=p.device)
+                groups = x.reshape(len(logits), group, *x.shape[1:])[u < p]
+                self.drawn += len(x)
+                self.kept += len(groups) * group
+                yield groups.reshape(-1, *x.shape[1:])
+
+        yield from rebatched(accepted(), n, batch_size)
+
+
+class JacobianTruncation:
+    """JBT (Tanielian et al. 2020) as a sampler of any family: ``G(z)`` kept where
+    ``||J_G(z)||_F`` is at most the ``keep``-quantile of the norms over ``burn_in`` latents.
+
+    Args:
+        keep: share (0-1] of the prior's latents kept, which sets the threshold; lower keeps
+            fewer, the ones where G stretches space least.
+        burn_in: latents whose norms set the threshold, fixed for the stream.
+        directions: the norm is exact when the latent has at most this many dimensions, else
+            estimated from this many random directions per latent.
+        max_candidates: most candidates drawn per requested sample before giving up.
+    """
+
+    def __init__(
+        self,
+        keep: float = 0.9,
+        burn_in: int = 10_000,
+        directions: int = 10,
+        max_candidates: int = 1_000,
+    ):
+        if not 0.0 < keep <= 1.0:
+            raise ValueError(f"rejection.keep must be in (0, 1], got {keep}")
+        if burn_in < 1:
+            raise ValueError(f"rejection.burn_in must be >= 1, got {burn_in}")
+        if directions < 1:
+            raise ValueError(f"rejection.directions must be >= 1, got {directions}")
+        if max_candidates < 1:
+            raise ValueError(f"rejection.max_candidates must be >= 1, got {max_candidates}")
+        self.keep = float(keep)
+        self.burn_in = int(burn_in)
+        self.directions = int(directions)
+        self.max_candidates = int(max_candidates)
+        #: Of the last stream: candidates drawn after the burn-in, and those kept.
+        self.drawn = 0
+        self.kept = 0
+        #: Of the last stream: the norm a latent's Jacobian may have at most, and whether the
+        #: norms were exact.
+        self.threshold: float | None = None
+        self.exact: bool | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The protocol entry: JBT's settings, with the last stream's threshold."""
+        return {
+            "method": "Jacobian-based truncation (Tanielian et al. 2020)",
+            "keep": self.keep,
+            "burn_in": self.burn_in,
+            "directions": self.directions,
+            "exact_norm": self.exact,
+            "threshold": self.threshold,
+            "max_candidates": self.max_candidates,
+        }
+
+    @property
+    def acceptance(self) -> float | None:
+        """Share of the last stream's candidates (after the burn-in) that were kept."""
+        return self.kept / self.drawn if self.drawn else None
+
+    def jacobian_norms(
+        self, model: Any, z: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(G(z), ||J_G(z)||_F)`` per latent, by forward-mode derivatives of
+        ``model.generate``: along every latent axis when there are at most ``directions``
+        (exact), else along ``directions`` random ``u ~ N(0, I)`` (``||J||_F^2 = E ||J u||^2``)."""
+        dim = z[0].numel()
+        exact = dim <= self.directions
+        squared = torch.zeros(len(z), device=z.device)
+        x = None
+        for k in range(dim if exact else self.directions):
+            if exact:
+                u = torch.zeros_like(z).flatten(1)
+                u[:, k] = 1.0
+                u = u.reshape(z.shape)
+            else:
+                u = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            x, ju = torch.func.jvp(model.generate, (z,), (u,))
+            squared += ju.flatten(1).float().pow(2).sum(dim=1)
+        if not exact:
+            squared /= self.directions
+        return x, squared.sqrt()
+
+    def batches(
+        self,
+        model: Any,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        real: Callable[[int, torch.Generator | None], Tensor] | None = None,
+    ) -> Iterator[Tensor]:
+        """``n`` kept samples of ``model`` in batches of ``batch_size`` (the last smaller),
+        drawn with ``generator`` (its stream: the burn-in's latents and directions, then the
+        candidates'); ``real`` is not read (JBT needs no data)."""
+        self.exact = model.prior.dim <= self.directions
+        yield from self._kept(model, n, batch_size, generator)
+
+    @torch.no_grad()
+    def _kept(
+        self, model: Any, n: int, batch_size: int, generator: torch.Generator | None
+    ) -> Iterator[Tensor]:
+        size = max(1, batch_size)
+        norms = []
+        for start in range(0, self.burn_in, size):
+            z = model.prior.sample(min(size, self.burn_in - start), generator=generator)
+            norms.append(self.jacobian_norms(model, z, generator)[1])
+        threshold = torch.quantile(torch.cat(norms), self.keep)
+        self.threshold = threshold.item()
+        self.drawn = self.kept = 0
+
+        def kept() -> Iterator[Tensor]:
+            while True:
+                if self.drawn >= self.max_candidates * n:
+                    raise RuntimeError(
+                        f"Jacobian truncation kept {self.kept} of {self.drawn} candidates: "
+                        "raise rejection.keep to keep more"
+                    )
+                z = model.prior.sample(size, generator=generator)
+                x, norm = self.jacobian_norms(model, z, generator)
+                x = x[norm <= threshold]
+                self.drawn += size
+                self.kept += len(x)
+                yield x
+
+        yield from rebatched(kept(), n, batch_size)
