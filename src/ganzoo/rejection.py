@@ -319,14 +319,14 @@ class JacobianTruncation:
         self.exact: bool | None = None
 
     def settings(self) -> dict[str, Any]:
-        """The protocol entry: JBT's settings, with the last stream's threshold."""
+        """The protocol entry: JBT's settings and, once a stream has run, whether its norms were
+        exact (the threshold, a measured value of each model, is ``threshold``)."""
         return {
             "method": "Jacobian-based truncation (Tanielian et al. 2020)",
             "keep": self.keep,
             "burn_in": self.burn_in,
             "directions": self.directions,
             "exact_norm": self.exact,
-            "threshold": self.threshold,
             "max_candidates": self.max_candidates,
         }
 
