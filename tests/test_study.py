@@ -249,14 +249,18 @@ def test_a_preempted_job_stops_the_study_and_resumes_exactly_where_it_was(
         monkeypatch.setattr(study, "evaluate_job", original)
         ckpt = job_dir / "checkpoints" / "interrupted.ckpt"
         ckpt.write_bytes((job_dir / "checkpoints" / "last.ckpt").read_bytes())  # the newest
-        raise Preempted("stopped by SIGTERM; resume with: ganzoo-train job=gan/seed_0", 15, ckpt)
+        stopped = f"stopped by SIGTERM after epoch 0, batch 3; checkpoint {ckpt}"
+        raise Preempted(stopped, 15, ckpt, resume="ganzoo-train job=gan/seed_0 study=...")
 
     monkeypatch.setattr(study, "evaluate_job", preempt_once)
     assert run_study(monkeypatch, *one) == 143
     out, err = capsys.readouterr()
     ckpt = d / "gan" / "seed_0" / "checkpoints" / "interrupted.ckpt"
     # the job's line names its checkpoint, not a ganzoo-train command made of study overrides
-    assert f"[gan/seed_0] interrupted by SIGTERM; checkpoint {ckpt}" in out
+    assert (
+        f"[gan/seed_0] interrupted: stopped by SIGTERM after epoch 0, batch 3; checkpoint {ckpt}"
+        in out
+    )
     assert "ganzoo-train" not in out + err
     assert "Resume the study with: ganzoo-study " in err
     assert not (d / "gan" / "seed_0" / "error.txt").exists()

@@ -48,7 +48,10 @@ norms of ``burn_in`` latents, so that about the share ``keep`` of the prior's dr
 needs G only (no D), so it applies to every family alike. The norm is exact (one
 forward-mode derivative along each latent axis) when the latent has at most ``directions``
 dimensions; otherwise ``||J||_F^2 = E ||J u||^2`` over ``u ~ N(0, I)`` is estimated with
-``directions`` random ``u``, each drawn from the sampler's stream.
+``directions`` random ``u``, each drawn from the sampler's stream. The estimate is noisy (ten
+directions give each squared norm a relative standard deviation of about sqrt(2 / 10) when
+``J``'s singular values are alike), so some latents near the threshold are kept or dropped by
+chance; ``directions`` at the latent's size makes the norm exact, at that many passes of G.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ from ganzoo.models.base import GenerativeModel
 def rebatched(chunks: Iterator[Tensor], n: int, batch_size: int) -> Iterator[Tensor]:
     """The first ``n`` rows of the tensors ``chunks`` yields, in batches of ``batch_size`` (the
     last smaller); no chunk is drawn once ``n`` rows are out."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     kept: list[Tensor] = []
     held = 0
     if n <= 0:
@@ -368,7 +373,13 @@ class JacobianTruncation:
     ) -> Iterator[Tensor]:
         """``n`` kept samples of ``model`` in batches of ``batch_size`` (the last smaller),
         drawn with ``generator`` (its stream: the burn-in's latents and directions, then the
-        candidates'); ``real`` is not read (JBT needs no data)."""
+        candidates'); ``real`` is not read (JBT needs no data). ``model`` must be in eval mode:
+        G's Jacobian is that of the function that samples, one latent at a time."""
+        if getattr(model, "training", False):
+            raise ValueError(
+                "Jacobian truncation needs the model in eval mode (model.eval()): in training "
+                "mode BatchNorm and dropout make G's output depend on the batch and on chance"
+            )
         self.exact = model.prior.dim <= self.directions
         yield from self._kept(model, n, batch_size, generator)
 

@@ -42,7 +42,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ganzoo.callbacks.guards import Preempted, signal_name
+from ganzoo.callbacks.guards import Preempted
 from ganzoo.config import config_dir, report_user_errors
 
 #: Files of a job directory.
@@ -259,10 +259,9 @@ def run_job(cfg: DictConfig) -> str:
             train(train_cfg)
             evaluate_job(cfg, job_dir)
     except Preempted as err:  # not a failure: the job resumes from its checkpoint next time
-        # Not the error's own message: its ganzoo-train command would carry the study's
-        # overrides; the study's command, printed next, resumes the job.
-        kept = f"checkpoint {err.checkpoint}" if err.checkpoint else "no checkpoint was written"
-        print(f"[{cfg.job}] interrupted by {signal_name(err.signum)}; {kept}", flush=True)
+        # Without the error's ganzoo-train command, which would carry the study's overrides;
+        # the study's command, printed next, resumes the job.
+        print(f"[{cfg.job}] interrupted: {err.stopped}", flush=True)
         raise StudyInterrupted(err.signum) from None
     except Exception as err:  # a failed job is recorded; the study goes on
         (job_dir / ERROR_FILE).write_text(

@@ -279,10 +279,10 @@ def preempted(cfg: DictConfig, trainer: pl.Trainer, signum: int) -> Preempted:
         return Preempted(f"{where}; no checkpoint was written", signum, None)
     exact = "" if saver.exact else " (written mid-batch: resumes, but not exactly)"
     return Preempted(
-        f"{where}; checkpoint {saver.saved}{exact}; resume with: "
-        f"{resume_command(cfg, saver.saved)}",
+        f"{where}; checkpoint {saver.saved}{exact}",
         signum,
         saver.saved,
+        resume=resume_command(cfg, saver.saved),
     )
 
 

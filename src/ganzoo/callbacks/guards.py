@@ -33,8 +33,13 @@ class TrainingStopped(Exception):
 class Preempted(TrainingStopped):
     """Training was stopped by a signal (SIGTERM, SIGINT) after finishing a batch."""
 
-    def __init__(self, message: str, signum: int, checkpoint: Path | None):
-        super().__init__(message)
+    def __init__(
+        self, message: str, signum: int, checkpoint: Path | None, resume: str | None = None
+    ):
+        super().__init__(f"{message}; resume with: {resume}" if resume else message)
+        #: What stopped and what was saved, without the ``ganzoo-train`` command ``resume``.
+        self.stopped = message
+        self.resume = resume
         self.signum = signum
         self.checkpoint = checkpoint
         self.exit_code = 128 + int(signum)  # the shell's convention: 143 SIGTERM, 130 SIGINT
