@@ -95,7 +95,27 @@ def random_items(dataset: Any, k: int, generator: torch.Generator | None) -> Ten
     return torch.stack([GenerativeModel.inputs(dataset[i]) for i in index.tolist()])
 
 
-class DiscriminatorRejection:
+class Sampler:
+    """What both samplers share: the burn-in's size, the limit on candidates, and the last
+    stream's counts (``drawn`` candidates after the burn-in, ``kept`` of them)."""
+
+    def __init__(self, burn_in: int, max_candidates: int):
+        if burn_in < 1:
+            raise ValueError(f"rejection.burn_in must be >= 1, got {burn_in}")
+        if max_candidates < 1:
+            raise ValueError(f"rejection.max_candidates must be >= 1, got {max_candidates}")
+        self.burn_in = int(burn_in)
+        self.max_candidates = int(max_candidates)
+        self.drawn = 0
+        self.kept = 0
+
+    @property
+    def acceptance(self) -> float | None:
+        """Share of the last stream's candidates (after the burn-in) that were kept."""
+        return self.kept / self.drawn if self.drawn else None
+
+
+class DiscriminatorRejection(Sampler):
     """DRS as a sampler of any family with a discriminator (``GenerativeModel.realness``).
 
     Args:
@@ -121,14 +141,11 @@ class DiscriminatorRejection:
         refine_lr: float = 1e-4,
         refine_batch_size: int = 100,
     ):
-        if burn_in < 1:
-            raise ValueError(f"rejection.burn_in must be >= 1, got {burn_in}")
+        super().__init__(burn_in, max_candidates)
         if not 0.0 <= percentile <= 100.0:
             raise ValueError(f"rejection.percentile must be in [0, 100], got {percentile}")
         if epsilon <= 0:
             raise ValueError(f"rejection.epsilon must be > 0, got {epsilon}")
-        if max_candidates < 1:
-            raise ValueError(f"rejection.max_candidates must be >= 1, got {max_candidates}")
         if refine_steps < 0:
             raise ValueError(f"rejection.refine_steps must be >= 0, got {refine_steps}")
         if refine_lr <= 0 or refine_batch_size < 1:
@@ -139,13 +156,8 @@ class DiscriminatorRejection:
         self.refine_steps = int(refine_steps)
         self.refine_lr = float(refine_lr)
         self.refine_batch_size = int(refine_batch_size)
-        self.burn_in = int(burn_in)
         self.percentile = float(percentile)
         self.epsilon = float(epsilon)
-        self.max_candidates = int(max_candidates)
-        #: Of the last stream: candidates drawn after the burn-in, and those kept.
-        self.drawn = 0
-        self.kept = 0
         #: Of the last stream: candidates per batch, over which ``gamma`` is taken.
         self.candidates_per_batch: int | None = None
 
@@ -164,11 +176,6 @@ class DiscriminatorRejection:
             "refine_lr": self.refine_lr if self.refine_steps else None,
             "refine_batch_size": self.refine_batch_size if self.refine_steps else None,
         }
-
-    @property
-    def acceptance(self) -> float | None:
-        """Share of the last stream's candidates (after the burn-in) that were kept."""
-        return self.kept / self.drawn if self.drawn else None
 
     def score(self, logits: Tensor, logit_max: Tensor) -> Tensor:
         """DRS's ``F``: ``logit - logit_max - log(1 - exp(logit - logit_max - epsilon))``."""
@@ -283,7 +290,7 @@ class DiscriminatorRejection:
         yield from rebatched(accepted(), n, batch_size)
 
 
-class JacobianTruncation:
+class JacobianTruncation(Sampler):
     """JBT (Tanielian et al. 2020) as a sampler of any family: ``G(z)`` kept where
     ``||J_G(z)||_F`` is at most the ``keep``-quantile of the norms over ``burn_in`` latents.
 
@@ -303,21 +310,13 @@ class JacobianTruncation:
         directions: int = 10,
         max_candidates: int = 1_000,
     ):
+        super().__init__(burn_in, max_candidates)
         if not 0.0 < keep <= 1.0:
             raise ValueError(f"rejection.keep must be in (0, 1], got {keep}")
-        if burn_in < 1:
-            raise ValueError(f"rejection.burn_in must be >= 1, got {burn_in}")
         if directions < 1:
             raise ValueError(f"rejection.directions must be >= 1, got {directions}")
-        if max_candidates < 1:
-            raise ValueError(f"rejection.max_candidates must be >= 1, got {max_candidates}")
         self.keep = float(keep)
-        self.burn_in = int(burn_in)
         self.directions = int(directions)
-        self.max_candidates = int(max_candidates)
-        #: Of the last stream: candidates drawn after the burn-in, and those kept.
-        self.drawn = 0
-        self.kept = 0
         #: Of the last stream: the norm a latent's Jacobian may have at most, and whether the
         #: norms were exact.
         self.threshold: float | None = None
@@ -334,11 +333,6 @@ class JacobianTruncation:
             "exact_norm": self.exact,
             "max_candidates": self.max_candidates,
         }
-
-    @property
-    def acceptance(self) -> float | None:
-        """Share of the last stream's candidates (after the burn-in) that were kept."""
-        return self.kept / self.drawn if self.drawn else None
 
     def jacobian_norms(
         self, model: Any, z: Tensor, generator: torch.Generator | None = None
