@@ -19,7 +19,12 @@ from ganzoo.evaluate import evaluate
 from ganzoo.metrics.suite import EvalContext
 from ganzoo.models import load_checkpoint
 from ganzoo.models.priors import NormalPrior
-from ganzoo.rejection import DiscriminatorRejection, JacobianTruncation, rebatched
+from ganzoo.rejection import (
+    DiscriminatorRejection,
+    ExPostDensity,
+    JacobianTruncation,
+    rebatched,
+)
 from ganzoo.train import train
 
 
@@ -370,3 +375,117 @@ def test_ganzoo_eval_with_jbt_records_its_sampler(ring_ckpt, tmp_path):
     assert settings["keep"] == 0.6 and settings["exact_norm"] is True  # a 2-D latent
     assert "threshold" not in settings  # a measured value, which would split the protocol
     assert entry["acceptance"] == pytest.approx(0.6, abs=0.1)
+
+
+CENTRES = torch.tensor([[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0]])
+
+
+def three_clusters(k: int, generator: torch.Generator | None) -> Tensor:
+    """``k`` training items: three clusters of std 0.1, the first holding half of them."""
+    which = torch.multinomial(torch.tensor([0.5, 0.25, 0.25]), k, True, generator=generator)
+    return CENTRES[which] + 0.1 * torch.randn(k, 2, generator=generator)
+
+
+class Identity(torch.nn.Module):
+    """A stand-in encoder family: ``E(x) = x`` and ``G(z) = z``, so samples are the latents."""
+
+    def __init__(self):
+        super().__init__()
+        self.prior = NormalPrior(2)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return x
+
+    def generate(self, z: Tensor) -> Tensor:
+        return z
+
+
+def nearest_centre(x: Tensor) -> tuple[Tensor, Tensor]:
+    dist, which = torch.cdist(x, CENTRES).min(dim=1)
+    return dist, which
+
+
+def test_expost_samples_the_density_of_the_codes_not_the_prior():
+    sampler = ExPostDensity(components=[1, 2, 3, 5, 8], fit_items=3000)
+    out = torch.cat(
+        list(
+            sampler.batches(
+                Identity().eval(), 2000, 300, torch.Generator().manual_seed(0), three_clusters
+            )
+        )
+    )
+    assert out.shape == (2000, 2)
+    assert sampler.components == 3  # BIC's choice: one component per cluster
+    assert set(sampler.settings()["bic"]) == {1, 2, 3, 5, 8}
+    dist, which = nearest_centre(out)
+    assert dist.max() < 0.6  # the prior's N(0, I) would put most samples between the clusters
+    share = torch.bincount(which, minlength=3).float() / len(out)
+    torch.testing.assert_close(share, torch.tensor([0.5, 0.25, 0.25]), atol=0.04, rtol=0.0)
+    spread = (out - CENTRES[which]).std(dim=0)
+    torch.testing.assert_close(spread, torch.tensor([0.1, 0.1]), atol=0.015, rtol=0.0)
+    assert sampler.acceptance == 1.0  # nothing is thrown away
+
+
+def test_expost_with_ghosh_et_al_s_ten_components_and_diagonal_covariances():
+    for covariance in ("full", "diag"):
+        sampler = ExPostDensity(fit_items=2000, covariance=covariance)
+        out = torch.cat(
+            list(
+                sampler.batches(
+                    Identity().eval(), 500, 500, torch.Generator().manual_seed(1), three_clusters
+                )
+            )
+        )
+        assert sampler.components == 10 and sampler.settings()["covariance"] == covariance
+        assert nearest_centre(out)[0].max() < 0.6
+
+
+def test_expost_draws_everything_from_the_generator():
+    runs = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)  # the global stream must not matter
+        sampler = ExPostDensity(components=3, fit_items=1000)
+        g = torch.Generator().manual_seed(7)
+        runs.append(torch.cat(list(sampler.batches(Identity().eval(), 300, 64, g, three_clusters))))
+    torch.testing.assert_close(runs[0], runs[1])
+    torch.testing.assert_close(runs[0], runs[2])
+    other = ExPostDensity(components=3, fit_items=1000).batches(
+        Identity().eval(), 300, 64, torch.Generator().manual_seed(8), three_clusters
+    )
+    assert not torch.equal(torch.cat(list(other)), runs[0])
+
+
+def test_expost_refuses_a_family_without_encoder_a_training_model_and_no_data():
+    class NoEncoder(Identity):
+        def encode(self, x: Tensor) -> Tensor:
+            raise NotImplementedError("no encoder")
+
+    with pytest.raises(ValueError, match="rejection=drs or rejection=jbt"):
+        list(ExPostDensity(fit_items=50).batches(NoEncoder().eval(), 4, 4, None, three_clusters))
+    with pytest.raises(ValueError, match="eval mode"):
+        list(ExPostDensity().batches(Identity().train(), 4, 4, None, three_clusters))
+    with pytest.raises(ValueError, match="training data"):
+        list(ExPostDensity().batches(Identity().eval(), 4, 4))
+    with pytest.raises(ValueError, match="raise rejection.fit_items"):
+        list(
+            ExPostDensity(components=20, fit_items=10).batches(
+                Identity().eval(), 4, 4, None, three_clusters
+            )
+        )
+
+
+def test_expost_settings_name_their_key():
+    for kwargs, key in (
+        ({"components": 0}, "rejection.components"),
+        ({"components": []}, "rejection.components"),
+        ({"fit_items": 1}, "rejection.fit_items"),
+        ({"covariance": "tied"}, "rejection.covariance"),
+        ({"tol": 0.0}, "rejection.tol"),
+    ):
+        with pytest.raises(ValueError, match=key):
+            ExPostDensity(**kwargs)
+
+
+def test_ganzoo_eval_with_expost_refuses_a_gan_in_one_line(ring_ckpt, tmp_path):
+    with pytest.raises(ValueError, match="GAN family has none"):
+        run_eval(ring_ckpt, tmp_path, "metrics.mode_statistics.num_samples=100", "rejection=expost")

@@ -328,6 +328,23 @@ def test_export_with_jbt_writes_the_samples_it_keeps_for_any_family(ckpts, tmp_p
             assert sampler.acceptance == 1.0
 
 
+def test_export_with_expost_decodes_the_codes_density_of_an_encoder_family(ckpts, tmp_path):
+    expost = ["rejection=expost", "rejection.fit_items=200", "rejection.components=[1,2]"]
+    runs = {}
+    for seed in (2, 2, 3):
+        out = tmp_path / f"{seed}_{len(runs)}"
+        run(ckpts["ae_ring"], out, "export", "n=100", "batch_size=40", f"seed={seed}", *expost)
+        runs[out.name] = torch.from_numpy(np.load(out / "samples.npy"))
+    first, again, other = runs.values()
+    assert first.shape == (100, 2)
+    assert_close(first, again)  # the seed fixes the items, the fit and the latents
+    assert not torch.equal(first, other)
+    plain = run(ckpts["ae_ring"], tmp_path / "plain", "export", "n=100", "batch_size=40", "seed=2")
+    assert not torch.equal(torch.from_numpy(np.load(plain[0])), first)  # not the prior's
+    with pytest.raises(ValueError, match="GAN family has none"):
+        run(ckpts["gan_ring"], tmp_path / "gan", "export", "n=10", *expost)
+
+
 def test_unknown_mode_lists_the_valid_ones(ckpts, tmp_path):
     with pytest.raises(
         InspectionError,

@@ -1,12 +1,15 @@
-"""Samplers on top of a trained model: candidates ``x = G(z)`` are drawn and some thrown away, so
-that samples unlike the data (a GAN's bridges between modes) are not returned. Both change
-nothing in training; reports say which sampler made their numbers.
+"""Samplers on top of a trained model, which change nothing in training: two draw candidates
+``x = G(z)`` and throw some away, so that samples unlike the data (a GAN's bridges between modes)
+are not returned; one draws ``z`` from a density fit to the encoder's codes instead of from the
+prior. Reports say which sampler made their numbers.
 
 - ``DiscriminatorRejection``: DRS (Azadi et al. 2019), kept with a probability D's logit sets.
 - ``JacobianTruncation``: JBT (Tanielian et al. 2020), kept where G's Jacobian is small.
+- ``ExPostDensity``: ex-post density estimation (Ghosh et al. 2020), z from a Gaussian mixture
+  fit to ``E(x)`` (the encoder families).
 
 Each is used the same way: ``batches(model, n, batch_size, generator, real=None)`` yields ``n``
-kept samples, ``acceptance`` is the share of its last stream's candidates it kept, and
+samples, ``acceptance`` is the share of its last stream's candidates it kept, and
 ``settings()`` is its protocol entry.
 
 **Discriminator rejection sampling** (Azadi et al. 2019, "Discriminator Rejection Sampling").
@@ -52,12 +55,25 @@ dimensions; otherwise ``||J||_F^2 = E ||J u||^2`` over ``u ~ N(0, I)`` is estima
 directions give each squared norm a relative standard deviation of about sqrt(2 / 10) when
 ``J``'s singular values are alike), so some latents near the threshold are kept or dropped by
 chance; ``directions`` at the latent's size makes the norm exact, at that many passes of G.
+
+**Ex-post density estimation** (Ghosh et al. 2020, "From Variational to Deterministic
+Autoencoders"). An encoder's codes ``E(x)`` of the training data need not fill the
+prior: where the prior has mass and no code lies, G was never asked to draw data, and those
+latents decode to samples off the data (a VAE's "holes"). Ghosh et al. fit a density to the codes
+after training, in their code a Gaussian mixture of 10 full-covariance components fit by
+scikit-learn's EM (at most 2,000 iterations, tolerance 1e-3; also 1 to 200 components as
+options), and sample latents from it; here the components may also be chosen among several by
+BIC. The codes are deterministic
+(VAE/GAN's posterior mean, alpha-GAN's ``E(x)``), of ``fit_items`` training items, and the fit
+is scikit-learn's EM; the latents are then drawn with the sampler's stream. Decoded mixture
+samples lie close to reconstructions: where G reconstructs tighter than the data spread (read
+``hq_std`` on the toy mixtures) the samples are as tight.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -96,16 +112,10 @@ def random_items(dataset: Any, k: int, generator: torch.Generator | None) -> Ten
 
 
 class Sampler:
-    """What both samplers share: the burn-in's size, the limit on candidates, and the last
-    stream's counts (``drawn`` candidates after the burn-in, ``kept`` of them)."""
+    """What every sampler shares: the last stream's counts (``drawn`` candidates after any
+    burn-in, ``kept`` of them) and their ratio."""
 
-    def __init__(self, burn_in: int, max_candidates: int):
-        if burn_in < 1:
-            raise ValueError(f"rejection.burn_in must be >= 1, got {burn_in}")
-        if max_candidates < 1:
-            raise ValueError(f"rejection.max_candidates must be >= 1, got {max_candidates}")
-        self.burn_in = int(burn_in)
-        self.max_candidates = int(max_candidates)
+    def __init__(self) -> None:
         self.drawn = 0
         self.kept = 0
 
@@ -115,7 +125,20 @@ class Sampler:
         return self.kept / self.drawn if self.drawn else None
 
 
-class DiscriminatorRejection(Sampler):
+class RejectionSampler(Sampler):
+    """A sampler that throws candidates away: the burn-in's size and the limit on candidates."""
+
+    def __init__(self, burn_in: int, max_candidates: int):
+        super().__init__()
+        if burn_in < 1:
+            raise ValueError(f"rejection.burn_in must be >= 1, got {burn_in}")
+        if max_candidates < 1:
+            raise ValueError(f"rejection.max_candidates must be >= 1, got {max_candidates}")
+        self.burn_in = int(burn_in)
+        self.max_candidates = int(max_candidates)
+
+
+class DiscriminatorRejection(RejectionSampler):
     """DRS as a sampler of any family with a discriminator (``GenerativeModel.realness``).
 
     Args:
@@ -290,7 +313,7 @@ class DiscriminatorRejection(Sampler):
         yield from rebatched(accepted(), n, batch_size)
 
 
-class JacobianTruncation(Sampler):
+class JacobianTruncation(RejectionSampler):
     """JBT (Tanielian et al. 2020) as a sampler of any family: ``G(z)`` kept where
     ``||J_G(z)||_F`` is at most the ``keep``-quantile of the norms over ``burn_in`` latents.
 
@@ -405,3 +428,174 @@ class JacobianTruncation(Sampler):
                 yield x
 
         yield from rebatched(kept(), n, batch_size)
+
+
+class ExPostDensity(Sampler):
+    """Ex-post density estimation (Ghosh et al. 2020) as a sampler of the encoder families:
+    ``G(z)`` with ``z`` drawn from a Gaussian mixture fit to the codes ``E(x)`` of training
+    items instead of from the prior.
+
+    Args:
+        components: the mixture's number of components; a list is a choice among them, the one
+            of least BIC on the codes (Schwarz's criterion: the fit's log-likelihood against its
+            number of parameters, so the data choose, not the number of modes one knows).
+        fit_items: training items drawn (uniformly, with replacement) and encoded for the fit.
+        covariance: ``full`` or ``diag`` covariance per component.
+        max_iter: most EM iterations per fit (scikit-learn's ``GaussianMixture``).
+        tol: EM stops when the lower bound's gain per iteration falls below this.
+        reg_covar: added to each covariance's diagonal, keeping it positive definite.
+    """
+
+    def __init__(
+        self,
+        components: int | Sequence[int] = 10,
+        fit_items: int = 20_000,
+        covariance: str = "full",
+        max_iter: int = 2_000,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+    ):
+        super().__init__()
+        choices = [components] if isinstance(components, int) else list(components)
+        if not choices or any(int(k) < 1 for k in choices):
+            raise ValueError(
+                f"rejection.components must be a positive integer or a list of them, got "
+                f"{components}"
+            )
+        if fit_items < 2:
+            raise ValueError(f"rejection.fit_items must be >= 2, got {fit_items}")
+        if covariance not in ("full", "diag"):
+            raise ValueError(f"rejection.covariance must be full or diag, got {covariance!r}")
+        if max_iter < 1 or tol <= 0 or reg_covar < 0:
+            raise ValueError(
+                "rejection.max_iter must be >= 1, rejection.tol > 0 and rejection.reg_covar "
+                f">= 0, got {max_iter}, {tol} and {reg_covar}"
+            )
+        self.choices = sorted({int(k) for k in choices})
+        self.fit_items = int(fit_items)
+        self.covariance = covariance
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.reg_covar = float(reg_covar)
+        #: Of the last stream: the components the fit kept, and its BIC per choice.
+        self.components: int | None = None
+        self.bic: dict[int, float] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The protocol entry: the fit's settings and, once a stream has run, the components
+        chosen (and the BIC of every choice, when there were several)."""
+        return {
+            "method": "ex-post density estimation (Ghosh et al. 2020), a Gaussian mixture on E(x)",
+            "components": self.components,
+            "choices": self.choices,
+            "bic": self.bic,
+            "fit_items": self.fit_items,
+            "covariance": self.covariance,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "reg_covar": self.reg_covar,
+        }
+
+    def codes(self, model: Any, x: Tensor, batch_size: int) -> Tensor:
+        """``E(x)`` in batches of ``batch_size``, flattened to ``(N, latent)``."""
+        try:
+            return torch.cat(
+                [model.encode(part).flatten(1) for part in x.split(max(1, batch_size))]
+            )
+        except NotImplementedError as err:
+            raise ValueError(
+                f"ex-post density estimation samples the codes of an encoder and the "
+                f"{type(model).__name__} family has none: use rejection=drs or rejection=jbt"
+            ) from err
+
+    def fit(self, codes: Tensor, seed: int) -> Any:
+        """The mixture of least BIC among ``choices`` fit to ``codes`` (EM from k-means, seeded
+        with ``seed``)."""
+        try:
+            from sklearn.mixture import GaussianMixture
+        except ImportError as err:
+            raise ImportError(
+                "rejection=expost fits its mixture with scikit-learn: pip install 'ganzoo[expost]'"
+            ) from err
+        data = codes.double().cpu().numpy()
+        fits = {
+            k: GaussianMixture(
+                k,
+                covariance_type=self.covariance,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                reg_covar=self.reg_covar,
+                random_state=seed,
+            ).fit(data)
+            for k in self.choices
+            if k <= len(data)
+        }
+        if not fits:
+            raise ValueError(
+                f"rejection.fit_items={self.fit_items} codes cannot fit {self.choices} "
+                "components: raise rejection.fit_items"
+            )
+        self.bic = {k: float(gm.bic(data)) for k, gm in fits.items()}
+        self.components = min(self.bic, key=self.bic.get)
+        return fits[self.components]
+
+    def batches(
+        self,
+        model: Any,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        real: Callable[[int, torch.Generator | None], Tensor] | None = None,
+    ) -> Iterator[Tensor]:
+        """``n`` samples of ``model`` in batches of ``batch_size`` (the last smaller), drawn with
+        ``generator`` (its stream: the training items, the fit's seed, then each latent's
+        component and noise); ``real(k, generator)`` gives the training items. ``model`` must
+        be in eval mode: the codes are those of the encoder that reconstructs."""
+        if real is None:
+            raise ValueError("ex-post density estimation needs the training data to encode")
+        if getattr(model, "training", False):
+            raise ValueError(
+                "ex-post density estimation needs the model in eval mode (model.eval()): in "
+                "training mode BatchNorm and dropout make E's codes depend on the batch"
+            )
+        yield from self._sampled(model, n, batch_size, generator, real)
+
+    @torch.no_grad()
+    def _sampled(
+        self,
+        model: Any,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None,
+        real: Callable[[int, torch.Generator | None], Tensor],
+    ) -> Iterator[Tensor]:
+        x = real(self.fit_items, generator)
+        codes = self.codes(model, x, batch_size)
+        device = generator.device if generator is not None else codes.device
+        seed = int(torch.randint(2**31 - 1, (), generator=generator, device=device))
+        mixture = self.fit(codes, seed)
+        weights = torch.as_tensor(mixture.weights_, dtype=torch.float64)
+        means = torch.as_tensor(mixture.means_, dtype=codes.dtype, device=codes.device)
+        covariances = torch.as_tensor(mixture.covariances_, dtype=torch.float64)
+        if self.covariance == "diag":
+            covariances = torch.diag_embed(covariances)
+        scale = torch.linalg.cholesky(covariances).to(codes)
+        code_shape = model.encode(x[:1]).shape[1:]
+        self.drawn = self.kept = 0
+
+        def sampled() -> Iterator[Tensor]:
+            size = max(1, batch_size)
+            while True:
+                k = torch.multinomial(
+                    weights.to(device), size, replacement=True, generator=generator
+                )
+                k = k.to(codes.device)
+                noise = torch.randn(
+                    size, means.shape[1], generator=generator, device=device, dtype=codes.dtype
+                ).to(codes.device)
+                z = means[k] + (scale[k] @ noise.unsqueeze(-1)).squeeze(-1)
+                self.drawn += size
+                self.kept += size
+                yield model.generate(z.reshape(size, *code_shape))
+
+        yield from rebatched(sampled(), n, batch_size)
