@@ -11,6 +11,7 @@ import types
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from conftest import compose_run, quick_overrides
@@ -374,16 +375,24 @@ def test_ganzoo_eval_with_jbt_records_its_sampler(ring_ckpt, tmp_path):
     assert settings["method"].startswith("Jacobian-based truncation")
     assert settings["keep"] == 0.6 and settings["exact_norm"] is True  # a 2-D latent
     assert "threshold" not in settings  # a measured value, which would split the protocol
+    assert entry["rejection_measured"]["threshold"] > 0
     assert entry["acceptance"] == pytest.approx(0.6, abs=0.1)
 
 
 CENTRES = torch.tensor([[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0]])
+#: Each cluster's covariance: correlated, and unlike the others'.
+COVARIANCES = torch.tensor(
+    [[[0.04, 0.03], [0.03, 0.04]], [[0.01, 0.0], [0.0, 0.09]], [[0.09, -0.02], [-0.02, 0.01]]]
+)
+SHARES = torch.tensor([0.5, 0.25, 0.25])
 
 
 def three_clusters(k: int, generator: torch.Generator | None) -> Tensor:
-    """``k`` training items: three clusters of std 0.1, the first holding half of them."""
-    which = torch.multinomial(torch.tensor([0.5, 0.25, 0.25]), k, True, generator=generator)
-    return CENTRES[which] + 0.1 * torch.randn(k, 2, generator=generator)
+    """``k`` training items from three Gaussian clusters (``CENTRES``, ``COVARIANCES``,
+    ``SHARES``)."""
+    which = torch.multinomial(SHARES, k, True, generator=generator)
+    noise = torch.randn(k, 2, 1, generator=generator)
+    return CENTRES[which] + (torch.linalg.cholesky(COVARIANCES)[which] @ noise).squeeze(-1)
 
 
 class Identity(torch.nn.Module):
@@ -392,67 +401,87 @@ class Identity(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.prior = NormalPrior(2)
+        self.scale = torch.nn.Parameter(torch.ones(()))
 
     def encode(self, x: Tensor) -> Tensor:
         return x
 
     def generate(self, z: Tensor) -> Tensor:
-        return z
+        return z * self.scale
 
 
-def nearest_centre(x: Tensor) -> tuple[Tensor, Tensor]:
-    dist, which = torch.cdist(x, CENTRES).min(dim=1)
-    return dist, which
+def per_cluster(x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """The share of ``x`` nearest each centre, and each cluster's sample covariance."""
+    which = torch.cdist(x, CENTRES).argmin(dim=1)
+    share = torch.bincount(which, minlength=3).float() / len(x)
+    return share, [torch.cov(x[which == c].T) for c in range(3)]
+
+
+def expost_samples(sampler: ExPostDensity, n: int = 6000, seed: int = 0) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat(list(sampler.batches(Identity().eval(), n, 500, g, three_clusters)))
 
 
 def test_expost_samples_the_density_of_the_codes_not_the_prior():
-    sampler = ExPostDensity(components=[1, 2, 3, 5, 8], fit_items=3000)
-    out = torch.cat(
-        list(
-            sampler.batches(
-                Identity().eval(), 2000, 300, torch.Generator().manual_seed(0), three_clusters
-            )
-        )
-    )
-    assert out.shape == (2000, 2)
+    sampler = ExPostDensity(components=[1, 2, 3, 5, 8], fit_items=6000)
+    out = expost_samples(sampler)
+    assert out.shape == (6000, 2)
     assert sampler.components == 3  # BIC's choice: one component per cluster
-    assert set(sampler.settings()["bic"]) == {1, 2, 3, 5, 8}
-    dist, which = nearest_centre(out)
-    assert dist.max() < 0.6  # the prior's N(0, I) would put most samples between the clusters
-    share = torch.bincount(which, minlength=3).float() / len(out)
-    torch.testing.assert_close(share, torch.tensor([0.5, 0.25, 0.25]), atol=0.04, rtol=0.0)
-    spread = (out - CENTRES[which]).std(dim=0)
-    torch.testing.assert_close(spread, torch.tensor([0.1, 0.1]), atol=0.015, rtol=0.0)
+    assert set(sampler.measured()["bic"]) == {1, 2, 3, 5, 8}
+    share, covariances = per_cluster(out)
+    torch.testing.assert_close(share, SHARES, atol=0.03, rtol=0.0)
+    for got, want in zip(
+        covariances, COVARIANCES, strict=True
+    ):  # each cluster's own shape and tilt
+        torch.testing.assert_close(got, want, atol=0.008, rtol=0.0)
     assert sampler.acceptance == 1.0  # nothing is thrown away
 
 
-def test_expost_with_ghosh_et_al_s_ten_components_and_diagonal_covariances():
-    for covariance in ("full", "diag"):
-        sampler = ExPostDensity(fit_items=2000, covariance=covariance)
-        out = torch.cat(
-            list(
-                sampler.batches(
-                    Identity().eval(), 500, 500, torch.Generator().manual_seed(1), three_clusters
-                )
-            )
-        )
-        assert sampler.components == 10 and sampler.settings()["covariance"] == covariance
-        assert nearest_centre(out)[0].max() < 0.6
+def test_expost_diagonal_covariances_keep_the_variances_and_drop_the_correlations():
+    sampler = ExPostDensity(components=3, fit_items=6000, covariance="diag")
+    _, covariances = per_cluster(expost_samples(sampler))
+    for got, want in zip(covariances, COVARIANCES, strict=True):
+        torch.testing.assert_close(got, torch.diag(torch.diag(want)), atol=0.008, rtol=0.0)
+
+
+def test_expost_defaults_to_ghosh_et_al_s_ten_components():
+    sampler = ExPostDensity(fit_items=2000)
+    out = expost_samples(sampler, n=500)
+    assert sampler.components == 10 and sampler.settings()["components"] == 10
+    assert torch.cdist(out, CENTRES).min(dim=1).values.max() < 1.5
 
 
 def test_expost_draws_everything_from_the_generator():
     runs = []
     for seed in (0, 0, 1):
         torch.manual_seed(seed)  # the global stream must not matter
-        sampler = ExPostDensity(components=3, fit_items=1000)
-        g = torch.Generator().manual_seed(7)
-        runs.append(torch.cat(list(sampler.batches(Identity().eval(), 300, 64, g, three_clusters))))
+        runs.append(expost_samples(ExPostDensity(components=3, fit_items=1000), n=300, seed=7))
     torch.testing.assert_close(runs[0], runs[1])
     torch.testing.assert_close(runs[0], runs[2])
-    other = ExPostDensity(components=3, fit_items=1000).batches(
-        Identity().eval(), 300, 64, torch.Generator().manual_seed(8), three_clusters
-    )
-    assert not torch.equal(torch.cat(list(other)), runs[0])
+    other = expost_samples(ExPostDensity(components=3, fit_items=1000), n=300, seed=8)
+    assert not torch.equal(other, runs[0])
+
+
+def test_expost_reuses_its_fit_for_the_same_stream_and_refits_new_weights():
+    reads = []
+
+    def counted(k: int, g: torch.Generator | None) -> Tensor:
+        reads.append(k)
+        return three_clusters(k, g)
+
+    model = Identity().eval()
+    sampler = ExPostDensity(components=3, fit_items=1000)
+    first = list(sampler.batches(model, 300, 100, torch.Generator().manual_seed(3), counted))
+    read = sum(reads)
+    again = list(sampler.batches(model, 300, 100, torch.Generator().manual_seed(3), counted))
+    assert sum(reads) == read == 1000  # the second stream read no data: the same fit
+    torch.testing.assert_close(torch.cat(again), torch.cat(first))  # and the same samples
+    list(sampler.batches(model, 10, 100, torch.Generator().manual_seed(4), counted))
+    assert sum(reads) == 2000  # another stream, another fit
+    with torch.no_grad():
+        model.scale.mul_(2.0)  # new weights: the cached fit is not theirs
+    list(sampler.batches(model, 10, 100, torch.Generator().manual_seed(4), counted))
+    assert sum(reads) == 3000
 
 
 def test_expost_refuses_a_family_without_encoder_a_training_model_and_no_data():
@@ -466,24 +495,26 @@ def test_expost_refuses_a_family_without_encoder_a_training_model_and_no_data():
         list(ExPostDensity().batches(Identity().train(), 4, 4, None, three_clusters))
     with pytest.raises(ValueError, match="training data"):
         list(ExPostDensity().batches(Identity().eval(), 4, 4))
-    with pytest.raises(ValueError, match="raise rejection.fit_items"):
-        list(
-            ExPostDensity(components=20, fit_items=10).batches(
-                Identity().eval(), 4, 4, None, three_clusters
-            )
-        )
 
 
 def test_expost_settings_name_their_key():
     for kwargs, key in (
         ({"components": 0}, "rejection.components"),
         ({"components": []}, "rejection.components"),
+        ({"components": "12"}, "rejection.components"),  # not the choices [1, 2]
+        ({"components": True}, "rejection.components"),
+        ({"components": [2.5]}, "rejection.components"),
+        ({"components": 20, "fit_items": 10}, "raise rejection.fit_items"),
         ({"fit_items": 1}, "rejection.fit_items"),
         ({"covariance": "tied"}, "rejection.covariance"),
+        ({"max_iter": 0}, "rejection.max_iter"),
         ({"tol": 0.0}, "rejection.tol"),
+        ({"reg_covar": -1.0}, "rejection.reg_covar"),
     ):
         with pytest.raises(ValueError, match=key):
             ExPostDensity(**kwargs)
+    from_hydra = ExPostDensity(components=OmegaConf.create([5, 1, 5]))
+    assert from_hydra.choices == [1, 5] and from_hydra.settings()["components"] is None
 
 
 def test_ganzoo_eval_with_expost_refuses_a_gan_in_one_line(ring_ckpt, tmp_path):

@@ -99,6 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if entry.get("num_generated") and rejection is not None:
             entry["rejection"] = sampler
             entry["acceptance"] = ctx.acceptance.get(entry["num_generated"])
+            entry["rejection_measured"] = ctx.sampler_measured.get(entry["num_generated"])
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     report = {
         "checkpoint": {

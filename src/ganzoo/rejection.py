@@ -73,7 +73,7 @@ samples lie close to reconstructions: where G reconstructs tighter than the data
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -111,6 +111,13 @@ def random_items(dataset: Any, k: int, generator: torch.Generator | None) -> Ten
     return torch.stack([GenerativeModel.inputs(dataset[i]) for i in index.tolist()])
 
 
+def weights_version(model: Any) -> tuple[int, ...]:
+    """The in-place update counts of ``model``'s parameters: they change with every optimizer
+    step or ``load_state_dict``, so a fit cached under them is that of the same weights."""
+    parameters = model.parameters() if hasattr(model, "parameters") else ()
+    return tuple(p._version for p in parameters)
+
+
 class Sampler:
     """What every sampler shares: the last stream's counts (``drawn`` candidates after any
     burn-in, ``kept`` of them) and their ratio."""
@@ -123,6 +130,11 @@ class Sampler:
     def acceptance(self) -> float | None:
         """Share of the last stream's candidates (after the burn-in) that were kept."""
         return self.kept / self.drawn if self.drawn else None
+
+    def measured(self) -> dict[str, Any]:
+        """Values the last stream measured on the model (a threshold, a fit's choice): recorded
+        beside the numbers, kept out of ``settings()``, which must be alike across models."""
+        return {}
 
 
 class RejectionSampler(Sampler):
@@ -357,6 +369,10 @@ class JacobianTruncation(RejectionSampler):
             "max_candidates": self.max_candidates,
         }
 
+    def measured(self) -> dict[str, Any]:
+        """The last stream's threshold on the Jacobian's norm."""
+        return {"threshold": self.threshold}
+
     def jacobian_norms(
         self, model: Any, z: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -456,22 +472,34 @@ class ExPostDensity(Sampler):
         reg_covar: float = 1e-6,
     ):
         super().__init__()
-        choices = [components] if isinstance(components, int) else list(components)
-        if not choices or any(int(k) < 1 for k in choices):
+        choices = [components] if isinstance(components, int) else components
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, Iterable):
+            choices = None
+        else:
+            choices = list(choices)
+        if not choices or any(
+            not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in choices
+        ):
             raise ValueError(
-                f"rejection.components must be a positive integer or a list of them, got "
-                f"{components}"
+                "rejection.components must be a positive integer or a list of them "
+                f"(e.g. [1,2,5,10,20]), got {components!r}"
             )
         if fit_items < 2:
             raise ValueError(f"rejection.fit_items must be >= 2, got {fit_items}")
+        if max(choices) > fit_items:
+            raise ValueError(
+                f"rejection.components asks for up to {max(choices)} components from "
+                f"rejection.fit_items={fit_items} codes: raise rejection.fit_items"
+            )
         if covariance not in ("full", "diag"):
             raise ValueError(f"rejection.covariance must be full or diag, got {covariance!r}")
-        if max_iter < 1 or tol <= 0 or reg_covar < 0:
-            raise ValueError(
-                "rejection.max_iter must be >= 1, rejection.tol > 0 and rejection.reg_covar "
-                f">= 0, got {max_iter}, {tol} and {reg_covar}"
-            )
-        self.choices = sorted({int(k) for k in choices})
+        if max_iter < 1:
+            raise ValueError(f"rejection.max_iter must be >= 1, got {max_iter}")
+        if tol <= 0:
+            raise ValueError(f"rejection.tol must be > 0, got {tol}")
+        if reg_covar < 0:
+            raise ValueError(f"rejection.reg_covar must be >= 0, got {reg_covar}")
+        self.choices = sorted(set(choices))
         self.fit_items = int(fit_items)
         self.covariance = covariance
         self.max_iter = int(max_iter)
@@ -480,15 +508,17 @@ class ExPostDensity(Sampler):
         #: Of the last stream: the components the fit kept, and its BIC per choice.
         self.components: int | None = None
         self.bic: dict[int, float] | None = None
+        # The last fit, with the generator's state before and after it: a stream that starts
+        # from the same state (every metric of one evaluation) reuses it, exactly.
+        self._cached: tuple[Any, ...] | None = None
 
     def settings(self) -> dict[str, Any]:
-        """The protocol entry: the fit's settings and, once a stream has run, the components
-        chosen (and the BIC of every choice, when there were several)."""
+        """The protocol entry: the fit's settings (the components it chose are ``measured()``,
+        a value of each model)."""
         return {
             "method": "ex-post density estimation (Ghosh et al. 2020), a Gaussian mixture on E(x)",
-            "components": self.components,
+            "components": self.choices[0] if len(self.choices) == 1 else None,
             "choices": self.choices,
-            "bic": self.bic,
             "fit_items": self.fit_items,
             "covariance": self.covariance,
             "max_iter": self.max_iter,
@@ -496,17 +526,24 @@ class ExPostDensity(Sampler):
             "reg_covar": self.reg_covar,
         }
 
-    def codes(self, model: Any, x: Tensor, batch_size: int) -> Tensor:
-        """``E(x)`` in batches of ``batch_size``, flattened to ``(N, latent)``."""
+    def measured(self) -> dict[str, Any]:
+        """What the last stream's fit chose: its components and the BIC of every choice."""
+        return {"components": self.components, "bic": self.bic}
+
+    def codes(self, model: Any, real: Callable, n: int, batch_size: int, generator) -> Tensor:
+        """``E(x)`` of ``n`` training items drawn in batches of ``batch_size``, flattened to
+        ``(n, latent)``, and the shape of one code."""
+        size = max(1, batch_size)
+        codes = []
         try:
-            return torch.cat(
-                [model.encode(part).flatten(1) for part in x.split(max(1, batch_size))]
-            )
+            for start in range(0, n, size):
+                codes.append(model.encode(real(min(size, n - start), generator)))
         except NotImplementedError as err:
             raise ValueError(
                 f"ex-post density estimation samples the codes of an encoder and the "
                 f"{type(model).__name__} family has none: use rejection=drs or rejection=jbt"
             ) from err
+        return torch.cat(codes).flatten(1), codes[0].shape[1:]
 
     def fit(self, codes: Tensor, seed: int) -> Any:
         """The mixture of least BIC among ``choices`` fit to ``codes`` (EM from k-means, seeded
@@ -528,13 +565,7 @@ class ExPostDensity(Sampler):
                 random_state=seed,
             ).fit(data)
             for k in self.choices
-            if k <= len(data)
         }
-        if not fits:
-            raise ValueError(
-                f"rejection.fit_items={self.fit_items} codes cannot fit {self.choices} "
-                "components: raise rejection.fit_items"
-            )
         self.bic = {k: float(gm.bic(data)) for k, gm in fits.items()}
         self.components = min(self.bic, key=self.bic.get)
         return fits[self.components]
@@ -560,6 +591,41 @@ class ExPostDensity(Sampler):
             )
         yield from self._sampled(model, n, batch_size, generator, real)
 
+    def _mixture(
+        self, model: Any, batch_size: int, generator: torch.Generator | None, real: Callable
+    ) -> tuple[Tensor, Tensor, Tensor, torch.Size, torch.device]:
+        """The fit as tensors: weights, means, scales (Cholesky factors, or standard deviations
+        for ``diag``), the code shape and the codes' device; from the cache when the generator
+        starts where it started for the cached fit."""
+        before = generator.get_state() if generator is not None else None
+        if self._cached is not None and before is not None:
+            key, after, tensors, components, bic = self._cached
+            same_weights = key[0] is model and key[1] == weights_version(model)
+            if same_weights and torch.equal(key[2], before):
+                generator.set_state(after)
+                self.components, self.bic = components, bic
+                return tensors
+        codes, code_shape = self.codes(model, real, self.fit_items, batch_size, generator)
+        device = generator.device if generator is not None else codes.device
+        seed = int(torch.randint(2**31 - 1, (), generator=generator, device=device))
+        mixture = self.fit(codes, seed)
+        weights = torch.as_tensor(mixture.weights_, dtype=torch.float64)
+        means = torch.as_tensor(mixture.means_).to(codes)
+        covariances = torch.as_tensor(mixture.covariances_, dtype=torch.float64)
+        scales = (
+            covariances.sqrt() if self.covariance == "diag" else torch.linalg.cholesky(covariances)
+        )
+        tensors = (weights, means, scales.to(codes), code_shape, codes.device)
+        if before is not None:
+            self._cached = (
+                (model, weights_version(model), before),
+                generator.get_state(),
+                tensors,
+                self.components,
+                self.bic,
+            )
+        return tensors
+
     @torch.no_grad()
     def _sampled(
         self,
@@ -569,31 +635,27 @@ class ExPostDensity(Sampler):
         generator: torch.Generator | None,
         real: Callable[[int, torch.Generator | None], Tensor],
     ) -> Iterator[Tensor]:
-        x = real(self.fit_items, generator)
-        codes = self.codes(model, x, batch_size)
-        device = generator.device if generator is not None else codes.device
-        seed = int(torch.randint(2**31 - 1, (), generator=generator, device=device))
-        mixture = self.fit(codes, seed)
-        weights = torch.as_tensor(mixture.weights_, dtype=torch.float64)
-        means = torch.as_tensor(mixture.means_, dtype=codes.dtype, device=codes.device)
-        covariances = torch.as_tensor(mixture.covariances_, dtype=torch.float64)
-        if self.covariance == "diag":
-            covariances = torch.diag_embed(covariances)
-        scale = torch.linalg.cholesky(covariances).to(codes)
-        code_shape = model.encode(x[:1]).shape[1:]
+        weights, means, scales, code_shape, device = self._mixture(
+            model, batch_size, generator, real
+        )
+        draw_on = generator.device if generator is not None else device
         self.drawn = self.kept = 0
 
         def sampled() -> Iterator[Tensor]:
             size = max(1, batch_size)
             while True:
-                k = torch.multinomial(
-                    weights.to(device), size, replacement=True, generator=generator
-                )
-                k = k.to(codes.device)
+                k = torch.multinomial(weights.to(draw_on), size, True, generator=generator)
                 noise = torch.randn(
-                    size, means.shape[1], generator=generator, device=device, dtype=codes.dtype
-                ).to(codes.device)
-                z = means[k] + (scale[k] @ noise.unsqueeze(-1)).squeeze(-1)
+                    size, means.shape[1], generator=generator, device=draw_on, dtype=means.dtype
+                )
+                k, noise = k.to(device), noise.to(device)
+                if self.covariance == "diag":
+                    z = means[k] + scales[k] * noise
+                else:  # one component at a time: no (size, latent, latent) gather
+                    z = means[k].clone()
+                    for c in k.unique():
+                        rows = k == c
+                        z[rows] += noise[rows] @ scales[c].T
                 self.drawn += size
                 self.kept += size
                 yield model.generate(z.reshape(size, *code_shape))

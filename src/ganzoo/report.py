@@ -31,7 +31,7 @@ METRICS_FILE, ERROR_FILE, STUDY_FILE = "metrics.json", "error.txt", "study.yaml"
 #: ``ganzoo-study``'s real-data row: training items scored as samples (``study.reference``).
 REFERENCE_DIR = "reference"
 #: Protocol entries too long for a table cell (kept in report.json).
-BULKY = {"sigmas", "sigma_mean_ll", "value", "seconds", "acceptance"}
+BULKY = {"sigmas", "sigma_mean_ll", "value", "seconds", "acceptance", "rejection_measured"}
 
 
 @dataclass

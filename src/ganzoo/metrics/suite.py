@@ -65,6 +65,9 @@ class EvalContext:
     #: With ``rejection``: the share of candidates kept, per stream size ``n`` (every stream of
     #: one size is the same stream, drawn from ``seed``).
     acceptance: dict[int, float | None] = field(default_factory=dict)
+    #: With ``rejection``: what the sampler measured on the model, per stream size ``n``
+    #: (``Sampler.measured``: JBT's threshold, ex-post's components).
+    sampler_measured: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.datamodule.setup("fit")
@@ -123,6 +126,7 @@ class EvalContext:
                     )
                 finally:
                     self.acceptance[n] = self.rejection.acceptance
+                    self.sampler_measured[n] = self.rejection.measured()
                 return
             for start in range(0, n, self.batch_size):
                 yield self.model.sample(min(self.batch_size, n - start), generator=generator)
