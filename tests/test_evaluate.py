@@ -16,6 +16,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from PIL import Image
 from torch import nn
 
 from conftest import REPO, compose_run, quick_overrides
@@ -108,6 +109,8 @@ def test_ganzoo_eval_on_a_gan_mnist_checkpoint(mnist_ckpt, tmp_path):
     assert saved["checkpoint"]["family"] == "GAN" and saved["checkpoint"]["sha256"] == sha256_file(
         mnist_ckpt
     )
+    # The picture: the first 64 samples scored, an 8 x 8 grid of 28-pixel digits (2-pixel gaps).
+    assert Image.open(tmp_path / "out" / "eval_samples.png").size == (8 * 30 + 2, 8 * 30 + 2)
     # scripts/results_table.py turns reports into docs/results.md rows.
     spec = importlib.util.spec_from_file_location(
         "results_table", REPO / "scripts" / "results_table.py"
@@ -164,6 +167,10 @@ def test_ganzoo_eval_runs_through_the_hydra_entry_point_on_the_ring(tmp_path):
     assert m["modes"]["num_generated"] == 2500 and sum(m["mode_counts"]["value"]) <= 2500
     assert (out / ".hydra" / "config.yaml").is_file()
     assert not (tmp_path / "c").exists()  # no feature network was needed
+    assert f"Picture: {out / 'eval_samples.png'}" in proc.stdout
+    assert (out / "eval_samples.png").stat().st_size > 0
+    proc = subprocess.run([*cmd, "picture=false"], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 0 and not (out / "eval_samples.png").exists()  # no stale picture
 
 
 def test_data_config_follows_the_run_unless_overridden():

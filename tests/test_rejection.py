@@ -198,6 +198,19 @@ def test_each_sample_stream_records_its_own_acceptance(ring_ckpt):
     assert set(ctx.acceptance) == {100, 300}
 
 
+def test_the_first_samples_kept_for_the_picture_are_the_ones_scored(ring_ckpt):
+    model = load_checkpoint(ring_ckpt)
+    data = RingDataModule(num_train=200, num_val=100, num_test=100, batch_size=50)
+    ctx = EvalContext(
+        model, data, batch_size=40, rejection=DiscriminatorRejection(burn_in=100), keep_first=70
+    )
+    scored = torch.cat(list(ctx.generated_batches(300))).cpu()
+    assert len(ctx.first_samples[300]) == 70  # across two batches of 40
+    torch.testing.assert_close(ctx.first_samples[300], scored[:70], rtol=0, atol=0)
+    list(ctx.generated_batches(20))
+    torch.testing.assert_close(ctx.first_samples[20], torch.cat(list(ctx.generated_batches(20))))
+
+
 def test_refinement_trains_a_copy_of_d_against_the_fixed_generator(ring_ckpt):
     model = load_checkpoint(ring_ckpt)
     data = RingDataModule(num_train=400, num_val=100, num_test=100)

@@ -121,6 +121,14 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
         assert saved["eval"]["study_eval"][1:] == ["rejection=drs", "rejection.burn_in=100"]
         assert saved["metrics"]["high_quality"]["rejection"]["burn_in"] == 100
     assert "rejection" in (d / "report.md").read_text()  # the protocol names the sampler
+    seed_0 = d / "gan" / "seed_0"
+    job = report_mod.Job(
+        "gan", 0, seed_0, json.loads((seed_0 / "metrics.json").read_text())["metrics"]
+    )
+    assert report_mod.sample_picture(job) == (
+        seed_0 / "eval_samples.png",  # what DRS kept, not the training grid
+        "evaluated, discriminator rejection sampling",
+    )
     command = OmegaConf.load(d / "study.yaml")["command"]
     assert shlex.split(command)[-2] == drs  # quoted as the shell needs, to paste back
     for row in json.loads((d / "report.json").read_text())["jobs"]:
@@ -198,6 +206,20 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, monkeypatch, 
     assert "FAILED broken/seed_0" in capsys.readouterr().out
     for name in ("report.md", "report.json", "report.csv", "metrics.png"):
         assert (tmp_path / "published" / name).is_file()
+
+
+def test_report_pictures_a_job_by_its_evaluation_else_by_its_last_training_grid(tmp_path):
+    job = report_mod.Job("vaegan", 0, tmp_path, {"modes": {"value": 8.0}})
+    assert report_mod.sample_picture(job) is None
+    (tmp_path / "samples").mkdir()
+    for epoch in (9, 10):
+        (tmp_path / "samples" / f"epoch_{epoch:04d}.png").write_bytes(b"png")
+    assert report_mod.sample_picture(job) == (tmp_path / "samples/epoch_0010.png", "epoch_0010")
+    (tmp_path / report_mod.PICTURE_FILE).write_bytes(b"png")
+    assert report_mod.sample_picture(job) == (tmp_path / "eval_samples.png", "evaluated")
+    method = "ex-post density estimation (Ghosh et al. 2020), a Gaussian mixture on E(x)"
+    job.metrics["modes"]["rejection"] = {"method": method}
+    assert report_mod.sample_picture(job)[1] == "evaluated, ex-post density estimation"
 
 
 def test_report_of_a_directory_without_jobs_says_so(tmp_path, capsys):

@@ -33,6 +33,11 @@ from ganzoo.config import config_dir
 from ganzoo.metrics.domain import sha256_file
 from ganzoo.metrics.suite import EvalContext, run_metrics
 from ganzoo.models import CheckpointError, load_checkpoint
+from ganzoo.report import PICTURE_FILE
+
+#: What ``ganzoo-eval``'s picture shows: the first images of the scored stream in an 8 x 8
+#: grid, or the first 2D samples (PacGAN's 2,500) over as many held-out points.
+PICTURE_IMAGES, PICTURE_POINTS = 64, 2500
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         batch_size=cfg.batch_size,
         rejection=rejection,
     )
+    if cfg.get("picture", True):
+        ctx.keep_first = PICTURE_IMAGES if ctx.is_image else PICTURE_POINTS
     results, skipped = run_metrics(instantiate(cfg.metrics) or {}, ctx)
     ema = model.ema_settings()
     sampler = rejection.settings() if rejection is not None else None
@@ -129,9 +136,37 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    picture = write_picture(ctx, out / PICTURE_FILE, sampler)
     print(table(report))
     print(f"\nWritten: {out / 'metrics.json'}")
+    if picture:
+        print(f"Picture: {picture}")
     return report
+
+
+def write_picture(ctx: EvalContext, path: Path, sampler: dict[str, Any] | None) -> Path | None:
+    """A picture of the first samples the metrics scored (the first stream drawn; every stream
+    starts from the same seed): an image grid, or 2D samples over held-out points. Without
+    generated samples (or with ``picture=false``) none, and an older picture at ``path`` is
+    removed, so that a picture always shows the numbers beside it."""
+    path.unlink(missing_ok=True)
+    if not ctx.first_samples:
+        return None
+    from torchvision.utils import make_grid, save_image
+
+    from ganzoo.callbacks.samples import display_range, plt, scatter_figure
+
+    samples = next(iter(ctx.first_samples.values()))
+    if samples.dim() == 2:
+        data = torch.cat([b.cpu() for b in ctx.real_batches(ctx.split, len(samples))])
+        how = sampler["method"].split(" (")[0] if sampler else "as trained"
+        fig = scatter_figure(samples, data, title=f"{len(samples)} samples scored ({how})")
+        fig.savefig(path)
+        plt.close(fig)
+    else:
+        grid = make_grid(samples, nrow=8, normalize=True, value_range=display_range(ctx.datamodule))
+        save_image(grid, path)
+    return path
 
 
 def _show(value: Any) -> str:

@@ -9,8 +9,9 @@ and writes into ``<study_dir>``:
   family that ties for it); the published rows; the evaluation protocol of every column; the failed jobs;
 - ``report.json`` and ``report.csv``: the per-job numbers;
 - ``metrics.png`` (every job's value by family), ``curves.png`` (the study's validation curve of
-  every job over epochs, from the TensorBoard events) and ``samples.png`` (each family's last
-  sample grid from its median-seed job).
+  every job over epochs, from the TensorBoard events) and ``samples.png`` (for each family's
+  median-seed job, the samples its evaluation scored, drawn by the study's sampler; a job
+  evaluated before ``ganzoo-eval`` pictured them shows its last training grid instead).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 METRICS_FILE, ERROR_FILE, STUDY_FILE = "metrics.json", "error.txt", "study.yaml"
+#: ``ganzoo-eval``'s picture of the samples it scored, beside ``metrics.json``.
+PICTURE_FILE = "eval_samples.png"
 #: ``ganzoo-study``'s real-data row: training items scored as samples (``study.reference``).
 REFERENCE_DIR = "reference"
 #: Protocol entries too long for a table cell (kept in report.json).
@@ -377,17 +380,34 @@ def plot_samples(report: Report, path: Path) -> Path | None:
     shown = []
     for family in report.rows:
         job = median_job(report, family)
-        grids = sorted((job.dir / "samples").glob("epoch_*.png")) if job else []
-        if grids:
-            shown.append((job, grids[-1]))
+        picture = sample_picture(job) if job else None
+        if picture:
+            shown.append((job, *picture))
     if not shown:
         return None
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 4.3), squeeze=False)
-    for ax, (job, grid) in zip(axes[0], shown, strict=True):
-        ax.imshow(mpimg.imread(grid), cmap="gray")
-        ax.set_title(f"{job.name} ({grid.stem})", fontsize=9)
+    for ax, (job, picture, label) in zip(axes[0], shown, strict=True):
+        ax.imshow(mpimg.imread(picture), cmap="gray")
+        ax.set_title(f"{job.name} ({label})", fontsize=9)
         ax.axis("off")
     return _save(fig, path)
+
+
+def sample_picture(job: Job) -> tuple[Path, str] | None:
+    """The picture of ``job``'s samples and its label: the samples its evaluation scored
+    (``ganzoo-eval``'s picture, labelled with the sampler when there was one), else its last
+    training grid (the prior's samples at that epoch, labelled with the epoch)."""
+    picture = job.dir / PICTURE_FILE
+    if picture.is_file():
+        methods = {
+            entry["rejection"]["method"]
+            for entry in job.metrics.values()
+            if isinstance(entry, dict) and isinstance(entry.get("rejection"), dict)
+        }
+        names = sorted(m.split(" (")[0] for m in methods if isinstance(m, str))
+        return picture, ", ".join(["evaluated", *names])
+    grids = sorted((job.dir / "samples").glob("epoch_*.png"))
+    return (grids[-1], grids[-1].stem) if grids else None
 
 
 def write_report(study_dir: Path, out: Path | None = None) -> Report:

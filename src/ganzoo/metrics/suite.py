@@ -68,6 +68,10 @@ class EvalContext:
     #: With ``rejection``: what the sampler measured on the model, per stream size ``n``
     #: (``Sampler.measured``: JBT's threshold, ex-post's components).
     sampler_measured: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: How many of each stream's first samples to keep (on the CPU) in ``first_samples``, per
+    #: stream size ``n``: what ``ganzoo-eval`` pictures is what the metrics scored.
+    keep_first: int = 0
+    first_samples: dict[int, Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
         self.datamodule.setup("fit")
@@ -112,7 +116,17 @@ class EvalContext:
             yield GenerativeModel.inputs(batch).to(self.device)
 
     def generated_batches(self, n: int) -> Iterator[Tensor]:
-        """``n`` samples in batches, from a generator seeded with ``seed``, in eval mode."""
+        """``n`` samples in batches, from a generator seeded with ``seed``, in eval mode (the
+        first ``keep_first`` of them also kept in ``first_samples[n]``)."""
+        kept: list[Tensor] = []
+        for batch in self._generated(n):
+            have = sum(len(b) for b in kept)
+            if have < self.keep_first:
+                kept.append(batch[: self.keep_first - have].detach().cpu())
+                self.first_samples[n] = torch.cat(kept)
+            yield batch
+
+    def _generated(self, n: int) -> Iterator[Tensor]:
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with evaluating(self.model):
             if self.rejection is not None:
