@@ -24,6 +24,7 @@ from ganzoo.rejection import (
     DiscriminatorRejection,
     ExPostDensity,
     JacobianTruncation,
+    TrainingItems,
     rebatched,
 )
 from ganzoo.train import train
@@ -519,6 +520,8 @@ def test_expost_settings_name_their_key():
         ({"components": [2.5]}, "rejection.components"),
         ({"components": 20, "fit_items": 10}, "raise rejection.fit_items"),
         ({"fit_items": 1}, "rejection.fit_items"),
+        ({"fit_items": 2.5}, "rejection.fit_items"),
+        ({"fit_items": "all"}, "rejection.fit_items"),
         ({"covariance": "tied"}, "rejection.covariance"),
         ({"max_iter": 0}, "rejection.max_iter"),
         ({"tol": 0.0}, "rejection.tol"),
@@ -533,3 +536,30 @@ def test_expost_settings_name_their_key():
 def test_ganzoo_eval_with_expost_refuses_a_gan_in_one_line(ring_ckpt, tmp_path):
     with pytest.raises(ValueError, match="GAN family has none"):
         run_eval(ring_ckpt, tmp_path, "metrics.mode_statistics.num_samples=100", "rejection=expost")
+
+
+def test_expost_fit_on_every_training_item_reads_each_once_in_order():
+    items = three_clusters(700, torch.Generator().manual_seed(5))
+    data = TrainingItems([(x, 0) for x in items])  # a dataset of (item, label) pairs
+    seen = []
+
+    class Recording(Identity):
+        def encode(self, x: Tensor) -> Tensor:
+            seen.append(x)
+            return x
+
+    sampler = ExPostDensity(components=[1, 3], fit_items=None)
+    out = torch.cat(list(sampler.batches(Recording().eval(), 50, 300, None, data)))
+    assert out.shape == (50, 2)
+    torch.testing.assert_close(torch.cat(seen), items, rtol=0, atol=0)
+    assert [len(x) for x in seen] == [300, 300, 100]
+    assert sampler.measured()["codes"] == 700 and sampler.components == 3
+    assert sampler.settings()["fit_items"] is None
+    with pytest.raises(ValueError, match="rejection.fit_items=null"):
+        list(ExPostDensity(fit_items=None).batches(Identity().eval(), 4, 4, None, three_clusters))
+    with pytest.raises(ValueError, match="from 700 training codes: lower rejection.components"):
+        list(
+            ExPostDensity(components=1000, fit_items=None).batches(
+                Identity().eval(), 4, 4, None, data
+            )
+        )

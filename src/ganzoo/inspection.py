@@ -29,7 +29,7 @@ from ganzoo.callbacks.reconstructions import side_by_side
 from ganzoo.callbacks.samples import scatter_figure
 from ganzoo.metrics.domain import unit_range
 from ganzoo.models import FAMILIES, GenerativeModel, family_class, load_checkpoint
-from ganzoo.rejection import random_items
+from ganzoo.rejection import TrainingItems
 
 
 class InspectionError(Exception):
@@ -186,7 +186,7 @@ class Inspection:
                 n,
                 batch_size,
                 noise,
-                real=lambda k, g: random_items(self.training_set, k, g).to(self.device),
+                real=TrainingItems(self.training_set, self.device),
             )
             return
         for i in range(0, n, batch_size):

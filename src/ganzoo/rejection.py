@@ -64,7 +64,8 @@ after training, in their code a Gaussian mixture of 10 full-covariance component
 scikit-learn's EM (at most 2,000 iterations, tolerance 1e-3; also 1 to 200 components as
 options), and sample latents from it; here the components may also be chosen among several by
 BIC. The codes are deterministic
-(VAE/GAN's posterior mean, alpha-GAN's ``E(x)``), of ``fit_items`` training items, and the fit
+(VAE/GAN's posterior mean, alpha-GAN's ``E(x)``), of ``fit_items`` training items drawn with
+replacement (``None``: every training item once, as in their code), and the fit
 is scikit-learn's EM; the latents are then drawn with the sampler's stream. Decoded mixture
 samples lie close to reconstructions: where G reconstructs tighter than the data spread (read
 ``hq_std`` on the toy mixtures) the samples are as tight.
@@ -109,6 +110,29 @@ def random_items(dataset: Any, k: int, generator: torch.Generator | None) -> Ten
     device = generator.device if generator is not None else None
     index = torch.randint(len(dataset), (k,), generator=generator, device=device)
     return torch.stack([GenerativeModel.inputs(dataset[i]) for i in index.tolist()])
+
+
+class TrainingItems:
+    """The training items a sampler reads: called as ``items(k, generator)``, ``k`` items drawn
+    uniformly with replacement (:func:`random_items`); :meth:`every` gives each item once, in
+    order. Items land on ``device``."""
+
+    def __init__(self, dataset: Any, device: torch.device | str | None = None):
+        self.dataset = dataset
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __call__(self, k: int, generator: torch.Generator | None) -> Tensor:
+        return random_items(self.dataset, k, generator).to(self.device)
+
+    def every(self, batch_size: int) -> Iterator[Tensor]:
+        """Every item once, in order, in batches of ``batch_size``."""
+        for start in range(0, len(self.dataset), batch_size):
+            stop = min(start + batch_size, len(self.dataset))
+            items = [GenerativeModel.inputs(self.dataset[i]) for i in range(start, stop)]
+            yield torch.stack(items).to(self.device)
 
 
 def weights_version(model: Any) -> tuple[int, ...]:
@@ -455,7 +479,9 @@ class ExPostDensity(Sampler):
         components: the mixture's number of components; a list is a choice among them, the one
             of least BIC on the codes (Schwarz's criterion: the fit's log-likelihood against its
             number of parameters, so the data choose, not the number of modes one knows).
-        fit_items: training items drawn (uniformly, with replacement) and encoded for the fit.
+        fit_items: training items drawn (uniformly, with replacement) and encoded for the fit;
+            ``None`` encodes every training item once, as the official code does (the data
+            must come as :class:`TrainingItems`).
         covariance: ``full`` or ``diag`` covariance per component.
         max_iter: most EM iterations per fit (scikit-learn's ``GaussianMixture``).
         tol: EM stops when the lower bound's gain per iteration falls below this.
@@ -465,7 +491,7 @@ class ExPostDensity(Sampler):
     def __init__(
         self,
         components: int | Sequence[int] = 10,
-        fit_items: int = 20_000,
+        fit_items: int | None = 20_000,
         covariance: str = "full",
         max_iter: int = 2_000,
         tol: float = 1e-3,
@@ -484,9 +510,14 @@ class ExPostDensity(Sampler):
                 "rejection.components must be a positive integer or a list of them "
                 f"(e.g. [1,2,5,10,20]), got {components!r}"
             )
-        if fit_items < 2:
-            raise ValueError(f"rejection.fit_items must be >= 2, got {fit_items}")
-        if max(choices) > fit_items:
+        if fit_items is not None and (
+            not isinstance(fit_items, int) or isinstance(fit_items, bool) or fit_items < 2
+        ):
+            raise ValueError(
+                f"rejection.fit_items must be an integer >= 2, or null for every training "
+                f"item, got {fit_items!r}"
+            )
+        if fit_items is not None and max(choices) > fit_items:
             raise ValueError(
                 f"rejection.components asks for up to {max(choices)} components from "
                 f"rejection.fit_items={fit_items} codes: raise rejection.fit_items"
@@ -500,12 +531,13 @@ class ExPostDensity(Sampler):
         if reg_covar < 0:
             raise ValueError(f"rejection.reg_covar must be >= 0, got {reg_covar}")
         self.choices = sorted(set(choices))
-        self.fit_items = int(fit_items)
+        self.fit_items = fit_items
         self.covariance = covariance
         self.max_iter = int(max_iter)
         self.tol = float(tol)
         self.reg_covar = float(reg_covar)
-        #: Of the last stream: the components the fit kept, and its BIC per choice.
+        #: Of the last stream: the codes fit, the components the fit kept, its BIC per choice.
+        self.codes_fit: int | None = None
         self.components: int | None = None
         self.bic: dict[int, float] | None = None
         # The last fit, with the generator's state before and after it: a stream that starts
@@ -527,23 +559,43 @@ class ExPostDensity(Sampler):
         }
 
     def measured(self) -> dict[str, Any]:
-        """What the last stream's fit chose: its components and the BIC of every choice."""
-        return {"components": self.components, "bic": self.bic}
+        """What the last stream's fit chose: its components and the BIC of every choice, and
+        how many codes it was fit to."""
+        return {"components": self.components, "bic": self.bic, "codes": self.codes_fit}
 
-    def codes(self, model: Any, real: Callable, n: int, batch_size: int, generator) -> Tensor:
-        """``E(x)`` of ``n`` training items drawn in batches of ``batch_size``, flattened to
-        ``(n, latent)``, and the shape of one code."""
+    def codes(
+        self, model: Any, real: Callable, n: int | None, batch_size: int, generator
+    ) -> tuple[Tensor, torch.Size]:
+        """``E(x)`` of ``n`` training items drawn in batches of ``batch_size`` (``n=None``:
+        every item of ``real``, a :class:`TrainingItems`, once), flattened to ``(items,
+        latent)``, and the shape of one code."""
         size = max(1, batch_size)
+        if n is None:
+            if not callable(getattr(real, "every", None)):
+                raise ValueError(
+                    "rejection.fit_items=null encodes every training item, which this caller "
+                    "does not give: set rejection.fit_items to a number"
+                )
+            batches = real.every(size)
+        else:
+            batches = (real(min(size, n - start), generator) for start in range(0, n, size))
         codes = []
         try:
-            for start in range(0, n, size):
-                codes.append(model.encode(real(min(size, n - start), generator)))
+            for x in batches:
+                codes.append(model.encode(x))
         except NotImplementedError as err:
             raise ValueError(
                 f"ex-post density estimation samples the codes of an encoder and the "
                 f"{type(model).__name__} family has none: use rejection=drs or rejection=jbt"
             ) from err
-        return torch.cat(codes).flatten(1), codes[0].shape[1:]
+        codes_flat = torch.cat(codes).flatten(1)
+        if len(codes_flat) < max(self.choices):
+            raise ValueError(
+                f"rejection.components asks for up to {max(self.choices)} components from "
+                f"{len(codes_flat)} training codes: lower rejection.components"
+            )
+        self.codes_fit = len(codes_flat)
+        return codes_flat, codes[0].shape[1:]
 
     def fit(self, codes: Tensor, seed: int) -> Any:
         """The mixture of least BIC among ``choices`` fit to ``codes`` (EM from k-means, seeded
@@ -599,11 +651,11 @@ class ExPostDensity(Sampler):
         starts where it started for the cached fit."""
         before = generator.get_state() if generator is not None else None
         if self._cached is not None and before is not None:
-            key, after, tensors, components, bic = self._cached
+            key, after, tensors, components, bic, codes_fit = self._cached
             same_weights = key[0] is model and key[1] == weights_version(model)
             if same_weights and torch.equal(key[2], before):
                 generator.set_state(after)
-                self.components, self.bic = components, bic
+                self.components, self.bic, self.codes_fit = components, bic, codes_fit
                 return tensors
         codes, code_shape = self.codes(model, real, self.fit_items, batch_size, generator)
         device = generator.device if generator is not None else codes.device
@@ -623,6 +675,7 @@ class ExPostDensity(Sampler):
                 tensors,
                 self.components,
                 self.bic,
+                self.codes_fit,
             )
         return tensors
 

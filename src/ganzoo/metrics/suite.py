@@ -37,7 +37,7 @@ from ganzoo.metrics.parzen import (
 )
 from ganzoo.metrics.reconstruction import reconstruction_errors
 from ganzoo.models.base import GenerativeModel, evaluating
-from ganzoo.rejection import random_items
+from ganzoo.rejection import TrainingItems
 
 SPLITS = ("train", "val", "test")
 
@@ -136,7 +136,7 @@ class EvalContext:
                         n,
                         self.batch_size,
                         generator,
-                        real=lambda k, g: random_items(self.dataset("train"), k, g).to(self.device),
+                        real=TrainingItems(self.dataset("train"), self.device),
                     )
                 finally:
                     self.acceptance[n] = self.rejection.acceptance
