@@ -121,9 +121,6 @@ class TrainingItems:
         self.dataset = dataset
         self.device = device
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __call__(self, k: int, generator: torch.Generator | None) -> Tensor:
         return random_items(self.dataset, k, generator).to(self.device)
 
