@@ -177,8 +177,15 @@ def test_train_batches_resolver_names_its_bad_input():
     from ganzoo.config import train_batches
 
     assert train_batches(3, 1050, 100) == 30  # the last, partial batch is dropped
-    with pytest.raises(ValueError, match="num_train >= batch_size"):
+    assert train_batches(3, 1050, 100, 100) == 27  # less a held-out validation split
+    with pytest.raises(ValueError, match="num_train - held_out >= batch_size"):
         train_batches(1, 10, 100)
+
+
+@pytest.mark.parametrize(("val_size", "batches"), [(10000, 50 * 500), (5000, 50 * 550)])
+def test_mnist_decay_spans_the_training_split_left_by_val_size(val_size, batches, make_cfg):
+    cfg = make_cfg("experiment=alphagan_mnist_lrdecay", f"data.val_size={val_size}")
+    assert cfg.model.lr_scheduler.all.total_iters == batches
 
 
 @pytest.mark.parametrize("experiment", ["gan_ring", "vaegan_ring", "alphagan_ring"])

@@ -31,15 +31,17 @@ def output_activation(value_range) -> str:
     raise ValueError(f"data.value_range must be [0, 1] or [-1, 1], got {list(value_range)}")
 
 
-def train_batches(epochs, num_train, batch_size) -> int:
-    """Training batches in ``epochs`` epochs of ``num_train`` samples at ``batch_size`` (the last,
-    partial batch dropped, as the training loaders do): the length of a schedule that spans the
-    whole run, e.g. ``total_iters`` of a linear decay."""
-    epochs, num_train, batch_size = int(epochs), int(num_train), int(batch_size)
+def train_batches(epochs, num_train, batch_size, held_out=0) -> int:
+    """Training batches in ``epochs`` epochs of ``num_train`` samples less ``held_out`` (a
+    validation split taken from them) at ``batch_size`` (the last, partial batch dropped, as the
+    training loaders do): the length of a schedule that spans the whole run, e.g. ``total_iters``
+    of a linear decay."""
+    epochs, batch_size = int(epochs), int(batch_size)
+    num_train = int(num_train) - int(held_out)
     if epochs < 1 or batch_size < 1 or num_train < batch_size:
         raise ValueError(
-            f"ganzoo.train_batches needs epochs >= 1 and num_train >= batch_size >= 1, got "
-            f"{epochs=}, {num_train=}, {batch_size=}"
+            f"ganzoo.train_batches needs epochs >= 1 and num_train - held_out >= batch_size >= 1, "
+            f"got {epochs=}, num_train - held_out={num_train}, {batch_size=}"
         )
     return epochs * (num_train // batch_size)
 
