@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import threadpoolctl
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -111,11 +113,26 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
     assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
     assert fits == []
 
-    # Under other evaluation settings (discriminator rejection): evaluated again, not trained.
+    # Under other evaluation settings (discriminator rejection): evaluated again, not trained,
+    # on study.threads_per_job threads, numpy's and scikit-learn's pools included.
     before = metric(d / "gan" / "seed_0", "high_quality")
     drs = 'study.eval=["metrics.mode_statistics.num_samples=200","rejection=drs","rejection.burn_in=100"]'
-    assert run_study(monkeypatch, *TINY, drs, f"study.dir={d}") == 0
+    threads = []
+    original_evaluate = study.evaluate_job
+
+    def counting_threads(cfg, job_dir):
+        blas = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
+        threads.append((torch.get_num_threads(), *blas))
+        original_evaluate(cfg, job_dir)
+
+    monkeypatch.setattr(study, "evaluate_job", counting_threads)
+    torch_threads = torch.get_num_threads()
+    try:
+        assert run_study(monkeypatch, *TINY, "study.threads_per_job=1", drs, f"study.dir={d}") == 0
+    finally:
+        torch.set_num_threads(torch_threads)
     assert fits == []
+    assert len(threads) == len(jobs) and {n for t in threads for n in t} == {1}
     for job in jobs:
         saved = json.loads((d / job / "metrics.json").read_text())
         assert saved["eval"]["study_eval"][1:] == ["rejection=drs", "rejection.burn_in=100"]

@@ -211,6 +211,21 @@ def compose_job(cfg: DictConfig, family: str, seed: int, job_dir: Path) -> DictC
     return train_cfg
 
 
+@contextlib.contextmanager
+def job_threads(threads: int) -> Iterator[None]:
+    """Run a job on ``threads`` threads (``study.threads_per_job``): torch's pool and, where
+    threadpoolctl is installed (with scikit-learn, for rejection=expost), the BLAS and OpenMP
+    pools of numpy and scikit-learn, which otherwise take every core in every job."""
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=threads):
+        yield
+
+
 def run_job(cfg: DictConfig) -> str:
     """Hydra task function: train and evaluate one job; returns ``done``, ``skipped`` or
     ``failed`` (and writes ``error.txt``); never raises, except on Ctrl-C."""
@@ -243,7 +258,7 @@ def run_job(cfg: DictConfig) -> str:
                 print(f"[{cfg.job}] complete, skipped", flush=True)
                 return "skipped"
             print(f"[{cfg.job}] trained; evaluating under the new study.eval", flush=True)
-            with job_output(job_dir / LOG_FILE):
+            with job_threads(int(cfg.study.threads_per_job)), job_output(job_dir / LOG_FILE):
                 evaluate_job(cfg, job_dir)
             print(f"[{cfg.job}] evaluated in {time.perf_counter() - start:.0f} s", flush=True)
             return "done"
@@ -252,8 +267,7 @@ def run_job(cfg: DictConfig) -> str:
         with open_dict(train_cfg):
             train_cfg.ckpt_path = str(ckpt) if ckpt else None
         print(f"[{cfg.job}] {'resuming ' + ckpt.name if ckpt else 'training'}", flush=True)
-        torch.set_num_threads(int(cfg.study.threads_per_job))
-        with job_output(job_dir / LOG_FILE):
+        with job_threads(int(cfg.study.threads_per_job)), job_output(job_dir / LOG_FILE):
             from ganzoo.train import train
 
             train(train_cfg)
