@@ -8,6 +8,7 @@ import json
 import math
 import types
 
+import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
@@ -451,6 +452,30 @@ def test_expost_samples_the_density_of_the_codes_not_the_prior():
     assert sampler.acceptance == 1.0  # nothing is thrown away
 
 
+def test_expost_held_out_selection_scores_each_fit_on_codes_it_did_not_see():
+    from sklearn.mixture import GaussianMixture
+
+    codes = three_clusters(2000, torch.Generator().manual_seed(1))
+    sampler = ExPostDensity(components=[1, 3, 8], fit_items=2000, select="held_out")
+    mixture = sampler.fit(codes, seed=5)
+    order = torch.randperm(2000, generator=torch.Generator().manual_seed(5))
+    held, fitted = codes[order[:200]].double().numpy(), codes[order[200:]].double().numpy()
+    assert sampler.bic is None and set(sampler.held_out_ll) == {1, 3, 8}
+    assert sampler.components == max(sampler.held_out_ll, key=sampler.held_out_ll.get) != 1
+    for k, ll in sampler.held_out_ll.items():  # each fit saw the other 1,800 codes only
+        alone = GaussianMixture(
+            k, covariance_type="full", max_iter=2000, tol=1e-3, reg_covar=1e-6, random_state=5
+        ).fit(fitted)
+        assert ll == pytest.approx(alone.score(held), rel=1e-9)
+        if k == sampler.components:
+            np.testing.assert_allclose(mixture.means_, alone.means_, rtol=1e-9)
+    settings = sampler.settings()
+    assert settings["select"] == "held_out" and settings["held_out"] == 0.1
+    out = expost_samples(sampler, n=3000)  # and it samples the codes' density
+    torch.testing.assert_close(per_cluster(out)[0], SHARES, atol=0.04, rtol=0.0)
+    assert sampler.measured()["held_out_ll"] is not None
+
+
 def test_expost_diagonal_covariances_keep_the_variances_and_drop_the_correlations():
     sampler = ExPostDensity(components=3, fit_items=6000, covariance="diag")
     _, covariances = per_cluster(expost_samples(sampler))
@@ -526,6 +551,9 @@ def test_expost_settings_name_their_key():
         ({"max_iter": 0}, "rejection.max_iter"),
         ({"tol": 0.0}, "rejection.tol"),
         ({"reg_covar": -1.0}, "rejection.reg_covar"),
+        ({"select": "aic"}, "rejection.select"),
+        ({"held_out": 0.0}, "rejection.held_out"),
+        ({"held_out": 1.0}, "rejection.held_out"),
     ):
         with pytest.raises(ValueError, match=key):
             ExPostDensity(**kwargs)

@@ -473,9 +473,13 @@ class ExPostDensity(Sampler):
     items instead of from the prior.
 
     Args:
-        components: the mixture's number of components; a list is a choice among them, the one
-            of least BIC on the codes (Schwarz's criterion: the fit's log-likelihood against its
-            number of parameters, so the data choose, not the number of modes one knows).
+        components: the mixture's number of components; a list is a choice among them, made by
+            ``select`` (the data choose, not the number of modes one knows).
+        select: how a list of ``components`` is chosen among: ``bic``, the fit to every code of
+            least BIC (Schwarz's criterion: the fit's log-likelihood against its number of
+            parameters); ``held_out``, the fit to all but a random ``held_out`` share of the
+            codes that gives the codes it did not see the most likelihood (the fit kept).
+        held_out: the share of the codes ``select=held_out`` keeps out of the fits.
         fit_items: training items drawn (uniformly, with replacement) and encoded for the fit;
             ``None`` encodes every training item once, as the official code does (the data
             must come as :class:`TrainingItems`).
@@ -493,6 +497,8 @@ class ExPostDensity(Sampler):
         max_iter: int = 2_000,
         tol: float = 1e-3,
         reg_covar: float = 1e-6,
+        select: str = "bic",
+        held_out: float = 0.1,
     ):
         super().__init__()
         choices = [components] if isinstance(components, int) else components
@@ -527,16 +533,24 @@ class ExPostDensity(Sampler):
             raise ValueError(f"rejection.tol must be > 0, got {tol}")
         if reg_covar < 0:
             raise ValueError(f"rejection.reg_covar must be >= 0, got {reg_covar}")
+        if select not in ("bic", "held_out"):
+            raise ValueError(f"rejection.select must be bic or held_out, got {select!r}")
+        if not 0.0 < held_out < 1.0:
+            raise ValueError(f"rejection.held_out must be a share in (0, 1), got {held_out}")
         self.choices = sorted(set(choices))
         self.fit_items = fit_items
         self.covariance = covariance
         self.max_iter = int(max_iter)
         self.tol = float(tol)
         self.reg_covar = float(reg_covar)
-        #: Of the last stream: the codes fit, the components the fit kept, its BIC per choice.
+        self.select = select
+        self.held_out = float(held_out)
+        #: Of the last stream: the codes encoded, the components the fit kept, and per choice
+        #: the BIC (``select=bic``) or the held-out codes' mean log-likelihood (``held_out``).
         self.codes_fit: int | None = None
         self.components: int | None = None
         self.bic: dict[int, float] | None = None
+        self.held_out_ll: dict[int, float] | None = None
         # The last fit, with the generator's state before and after it: a stream that starts
         # from the same state (every metric of one evaluation) reuses it, exactly.
         self._cached: tuple[Any, ...] | None = None
@@ -553,12 +567,19 @@ class ExPostDensity(Sampler):
             "max_iter": self.max_iter,
             "tol": self.tol,
             "reg_covar": self.reg_covar,
+            "select": self.select,
+            "held_out": self.held_out if self.select == "held_out" else None,
         }
 
     def measured(self) -> dict[str, Any]:
-        """What the last stream's fit chose: its components and the BIC of every choice, and
-        how many codes it was fit to."""
-        return {"components": self.components, "bic": self.bic, "codes": self.codes_fit}
+        """What the last stream's fit chose: its components and the BIC (or the held-out codes'
+        mean log-likelihood) of every choice, and how many codes were encoded for it."""
+        return {
+            "components": self.components,
+            "bic": self.bic,
+            "held_out_ll": self.held_out_ll,
+            "codes": self.codes_fit,
+        }
 
     def codes(
         self, model: Any, real: Callable, n: int | None, batch_size: int, generator
@@ -595,8 +616,8 @@ class ExPostDensity(Sampler):
         return codes_flat, codes[0].shape[1:]
 
     def fit(self, codes: Tensor, seed: int) -> Any:
-        """The mixture of least BIC among ``choices`` fit to ``codes`` (EM from k-means, seeded
-        with ``seed``)."""
+        """The mixture ``select`` chooses among ``choices``, fit to ``codes`` (EM from k-means,
+        seeded with ``seed``; ``held_out`` also draws its held-out codes with it)."""
         try:
             from sklearn.mixture import GaussianMixture
         except ImportError as err:
@@ -604,6 +625,17 @@ class ExPostDensity(Sampler):
                 "rejection=expost fits its mixture with scikit-learn: pip install 'ganzoo[expost]'"
             ) from err
         data = codes.double().cpu().numpy()
+        self.bic = self.held_out_ll = None
+        if self.select == "held_out" and len(self.choices) > 1:
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+            n_held = max(1, round(len(data) * self.held_out))
+            held, data = data[order[:n_held].numpy()], data[order[n_held:].numpy()]
+            if len(data) < max(self.choices):
+                raise ValueError(
+                    f"rejection.components asks for up to {max(self.choices)} components from "
+                    f"{len(data)} codes left to fit beside the held-out ones: lower "
+                    "rejection.components or rejection.held_out"
+                )
         fits = {
             k: GaussianMixture(
                 k,
@@ -615,8 +647,12 @@ class ExPostDensity(Sampler):
             ).fit(data)
             for k in self.choices
         }
-        self.bic = {k: float(gm.bic(data)) for k, gm in fits.items()}
-        self.components = min(self.bic, key=self.bic.get)
+        if self.select == "held_out" and len(self.choices) > 1:
+            self.held_out_ll = {k: float(gm.score(held)) for k, gm in fits.items()}
+            self.components = max(self.held_out_ll, key=self.held_out_ll.get)
+        else:
+            self.bic = {k: float(gm.bic(data)) for k, gm in fits.items()}
+            self.components = min(self.bic, key=self.bic.get)
         return fits[self.components]
 
     def batches(
@@ -648,11 +684,11 @@ class ExPostDensity(Sampler):
         starts where it started for the cached fit."""
         before = generator.get_state() if generator is not None else None
         if self._cached is not None and before is not None:
-            key, after, tensors, components, bic, codes_fit = self._cached
+            key, after, tensors, measured = self._cached
             same_weights = key[0] is model and key[1] == weights_version(model)
             if same_weights and torch.equal(key[2], before):
                 generator.set_state(after)
-                self.components, self.bic, self.codes_fit = components, bic, codes_fit
+                self.components, self.bic, self.held_out_ll, self.codes_fit = measured
                 return tensors
         codes, code_shape = self.codes(model, real, self.fit_items, batch_size, generator)
         device = generator.device if generator is not None else codes.device
@@ -670,9 +706,7 @@ class ExPostDensity(Sampler):
                 (model, weights_version(model), before),
                 generator.get_state(),
                 tensors,
-                self.components,
-                self.bic,
-                self.codes_fit,
+                (self.components, self.bic, self.held_out_ll, self.codes_fit),
             )
         return tensors
 
