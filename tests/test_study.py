@@ -192,6 +192,18 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
     assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
     assert fits == []
 
+    # So does one whose recipe wrote a value another way (a literal where an interpolation is
+    # now): the same value once resolved. Another value is refused (below).
+    text = saved.read_text()
+    assert "shuffle_seed: ${seed}" in text
+    saved.write_text(text.replace("shuffle_seed: ${seed}", "shuffle_seed: 0"))
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
+    assert fits == []
+    saved.write_text(text.replace("shuffle_seed: ${seed}", "shuffle_seed: 5"))
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 1
+    assert "shuffle_seed: 5" in (d / "gan" / "seed_0" / "error.txt").read_text()
+    saved.write_text(text)
+
     # A changed training config is refused for an existing job instead of mixing results.
     fits.clear()
     changed = [*TINY, "study.epochs=2"]

@@ -133,11 +133,11 @@ def job_overrides(study: DictConfig, family: str, seed: int) -> list[str]:
     return overrides
 
 
-def compared_config(cfg: DictConfig) -> str:
+def compared_config(cfg: DictConfig, resolve: bool = False) -> str:
     """What a job trains, as YAML: the train config less paths, loggers, Hydra's instantiation
     flags and the ``OBSERVERS`` callbacks, unresolved (so directories interpolated from
-    ``paths`` compare equal)."""
-    plain = OmegaConf.to_container(cfg, resolve=False)
+    ``paths`` compare equal) unless ``resolve``."""
+    plain = OmegaConf.to_container(cfg, resolve=resolve)
     for key in NOT_COMPARED:
         plain.pop(key, None)
     callbacks = plain.get("callbacks") or {}
@@ -147,6 +147,23 @@ def compared_config(cfg: DictConfig) -> str:
         if not (isinstance(c, dict) and c.get("_target_") in OBSERVERS)
     }
     return OmegaConf.to_yaml(OmegaConf.create(_without_flags(plain)), sort_keys=True)
+
+
+def trains_the_same(saved: DictConfig, train_cfg: DictConfig) -> bool:
+    """Whether a job's saved config (``job.yaml``) trains what ``train_cfg`` trains: the same
+    text, or the same values once both are resolved under ``train_cfg``'s paths (a recipe that
+    now writes a value another way, e.g. through a resolver, leaves its trained jobs valid)."""
+    if compared_config(saved) == compared_config(train_cfg):
+        return True
+    saved = saved.copy()
+    with open_dict(saved):
+        for key in NOT_COMPARED:
+            if key in train_cfg:
+                saved[key] = train_cfg[key]
+    try:
+        return compared_config(saved, resolve=True) == compared_config(train_cfg, resolve=True)
+    except Exception:  # a value that no longer resolves: not the same training
+        return False
 
 
 def _without_flags(node: Any) -> Any:
@@ -238,8 +255,8 @@ def run_job(cfg: DictConfig) -> str:
         wanted = compared_config(train_cfg)
         saved = job_dir / CONFIG_FILE
         # Compared the same way: a job.yaml written by an older ganzoo may hold what it dropped.
-        before = compared_config(OmegaConf.load(saved)) if saved.is_file() else wanted
-        if before != wanted:
+        if saved.is_file() and not trains_the_same(OmegaConf.load(saved), train_cfg):
+            before = compared_config(OmegaConf.load(saved))
             changed = [
                 line
                 for line in difflib.unified_diff(
