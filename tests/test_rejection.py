@@ -476,6 +476,52 @@ def test_expost_held_out_selection_scores_each_fit_on_codes_it_did_not_see():
     assert sampler.measured()["held_out_ll"] is not None
 
 
+def test_expost_chooses_reg_covar_with_the_components_by_held_out_likelihood():
+    from sklearn.mixture import GaussianMixture
+
+    codes = three_clusters(2000, torch.Generator().manual_seed(1))
+    sampler = ExPostDensity(
+        components=[1, 3], fit_items=2000, select="held_out", reg_covar=[1e-6, 0.5]
+    )
+    sampler.fit(codes, seed=5)
+    order = torch.randperm(2000, generator=torch.Generator().manual_seed(5))
+    held, fitted = codes[order[:200]].double().numpy(), codes[order[200:]].double().numpy()
+    assert set(sampler.held_out_ll) == {"1, 1e-06", "1, 0.5", "3, 1e-06", "3, 0.5"}
+    for key, ll in sampler.held_out_ll.items():  # every pair fit on the same 1,800 codes
+        k, reg = key.split(", ")
+        alone = GaussianMixture(
+            int(k),
+            covariance_type="full",
+            max_iter=2000,
+            tol=1e-3,
+            reg_covar=float(reg),
+            random_state=5,
+        ).fit(fitted)
+        assert ll == pytest.approx(alone.score(held), rel=1e-9)
+    # clusters of variance 0.01-0.09 are blurred by 0.5 on the diagonal: the held-out codes
+    # prefer three tight components
+    assert (sampler.components, sampler.reg_covar) == (3, 1e-6)
+    assert sampler.measured()["reg_covar"] == 1e-6
+    assert sampler.settings()["reg_covar"] == [1e-6, 0.5]
+    bic = ExPostDensity(components=3, fit_items=2000, reg_covar=[0.5, 1e-6])
+    bic.fit(codes, seed=5)
+    assert set(bic.bic) == {"3, 1e-06", "3, 0.5"} and bic.reg_covar == 1e-6
+    single = ExPostDensity(components=[1, 3], fit_items=2000, select="held_out")
+    single.fit(codes, seed=5)
+    assert set(single.held_out_ll) == {1, 3} and single.settings()["reg_covar"] == 1e-6
+
+
+def test_expost_temperature_scales_each_component_s_spread_and_keeps_its_shares():
+    sampler = ExPostDensity(components=3, fit_items=6000, temperature=0.5)
+    share, covariances = per_cluster(expost_samples(sampler))
+    torch.testing.assert_close(share, SHARES, atol=0.03, rtol=0.0)
+    for got, want in zip(covariances, COVARIANCES, strict=True):
+        torch.testing.assert_close(got, 0.25 * want, atol=0.004, rtol=0.0)
+    assert sampler.settings()["temperature"] == 0.5
+    at_one = expost_samples(ExPostDensity(components=3, fit_items=6000, temperature=1.0))
+    torch.testing.assert_close(at_one, expost_samples(ExPostDensity(components=3, fit_items=6000)))
+
+
 def test_expost_diagonal_covariances_keep_the_variances_and_drop_the_correlations():
     sampler = ExPostDensity(components=3, fit_items=6000, covariance="diag")
     _, covariances = per_cluster(expost_samples(sampler))
@@ -551,6 +597,11 @@ def test_expost_settings_name_their_key():
         ({"max_iter": 0}, "rejection.max_iter"),
         ({"tol": 0.0}, "rejection.tol"),
         ({"reg_covar": -1.0}, "rejection.reg_covar"),
+        ({"reg_covar": [1e-6, -1.0]}, "rejection.reg_covar"),
+        ({"reg_covar": []}, "rejection.reg_covar"),
+        ({"reg_covar": "0.01"}, "rejection.reg_covar"),
+        ({"reg_covar": True}, "rejection.reg_covar"),
+        ({"temperature": 0.0}, "rejection.temperature"),
         ({"select": "aic"}, "rejection.select"),
         ({"held_out": 0.0}, "rejection.held_out"),
         ({"held_out": 1.0}, "rejection.held_out"),

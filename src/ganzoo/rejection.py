@@ -486,7 +486,12 @@ class ExPostDensity(Sampler):
         covariance: ``full`` or ``diag`` covariance per component.
         max_iter: most EM iterations per fit (scikit-learn's ``GaussianMixture``).
         tol: EM stops when the lower bound's gain per iteration falls below this.
-        reg_covar: added to each covariance's diagonal, keeping it positive definite.
+        reg_covar: added to each covariance's diagonal, keeping it positive definite; a list
+            is a choice among them, made by ``select`` with ``components`` (every pair fit).
+        temperature: each latent is ``mean + temperature * scale @ noise`` of its component:
+            1 samples the fitted mixture; below 1 is reduced-temperature sampling (Kingma and
+            Dhariwal 2018's Glow samples its prior so; the truncation trick's trade of recall
+            for precision, Brock et al. 2019), a named deviation from Ghosh et al.
     """
 
     def __init__(
@@ -496,9 +501,10 @@ class ExPostDensity(Sampler):
         covariance: str = "full",
         max_iter: int = 2_000,
         tol: float = 1e-3,
-        reg_covar: float = 1e-6,
+        reg_covar: float | Sequence[float] = 1e-6,
         select: str = "bic",
         held_out: float = 0.1,
+        temperature: float = 1.0,
     ):
         super().__init__()
         choices = [components] if isinstance(components, int) else components
@@ -531,26 +537,42 @@ class ExPostDensity(Sampler):
             raise ValueError(f"rejection.max_iter must be >= 1, got {max_iter}")
         if tol <= 0:
             raise ValueError(f"rejection.tol must be > 0, got {tol}")
-        if reg_covar < 0:
-            raise ValueError(f"rejection.reg_covar must be >= 0, got {reg_covar}")
+        regs = [reg_covar] if isinstance(reg_covar, (int, float)) else reg_covar
+        if isinstance(regs, (str, bytes)) or not isinstance(regs, Iterable):
+            regs = None
+        else:
+            regs = list(regs)
+        if not regs or any(
+            not isinstance(r, (int, float)) or isinstance(r, bool) or r < 0 for r in regs
+        ):
+            raise ValueError(
+                "rejection.reg_covar must be a number >= 0 or a list of them "
+                f"(e.g. [1e-6,0.01]), got {reg_covar!r}"
+            )
         if select not in ("bic", "held_out"):
             raise ValueError(f"rejection.select must be bic or held_out, got {select!r}")
         if not 0.0 < held_out < 1.0:
             raise ValueError(f"rejection.held_out must be a share in (0, 1), got {held_out}")
+        if not temperature > 0:
+            raise ValueError(f"rejection.temperature must be > 0, got {temperature}")
         self.choices = sorted(set(choices))
         self.fit_items = fit_items
         self.covariance = covariance
         self.max_iter = int(max_iter)
         self.tol = float(tol)
-        self.reg_covar = float(reg_covar)
+        self.reg_choices = sorted({float(r) for r in regs})
         self.select = select
         self.held_out = float(held_out)
-        #: Of the last stream: the codes encoded, the components the fit kept, and per choice
-        #: the BIC (``select=bic``) or the held-out codes' mean log-likelihood (``held_out``).
+        self.temperature = float(temperature)
+        #: Of the last stream: the codes encoded, the components (and ``reg_covar``) the fit
+        #: kept, and per choice the BIC (``select=bic``) or the held-out codes' mean
+        #: log-likelihood (``held_out``), keyed by components, or by ``"<components>,
+        #: <reg_covar>"`` where ``reg_covar`` is a choice too.
         self.codes_fit: int | None = None
         self.components: int | None = None
-        self.bic: dict[int, float] | None = None
-        self.held_out_ll: dict[int, float] | None = None
+        self.reg_covar: float | None = None
+        self.bic: dict[Any, float] | None = None
+        self.held_out_ll: dict[Any, float] | None = None
         # The last fit, with the generator's state before and after it: a stream that starts
         # from the same state (every metric of one evaluation) reuses it, exactly.
         self._cached: tuple[Any, ...] | None = None
@@ -566,16 +588,19 @@ class ExPostDensity(Sampler):
             "covariance": self.covariance,
             "max_iter": self.max_iter,
             "tol": self.tol,
-            "reg_covar": self.reg_covar,
+            "reg_covar": self.reg_choices[0] if len(self.reg_choices) == 1 else self.reg_choices,
             "select": self.select,
             "held_out": self.held_out if self.select == "held_out" else None,
+            "temperature": self.temperature,
         }
 
     def measured(self) -> dict[str, Any]:
-        """What the last stream's fit chose: its components and the BIC (or the held-out codes'
-        mean log-likelihood) of every choice, and how many codes were encoded for it."""
+        """What the last stream's fit chose: its components and ``reg_covar``, the BIC (or the
+        held-out codes' mean log-likelihood) of every choice, and how many codes were encoded
+        for it."""
         return {
             "components": self.components,
+            "reg_covar": self.reg_covar,
             "bic": self.bic,
             "held_out_ll": self.held_out_ll,
             "codes": self.codes_fit,
@@ -616,8 +641,9 @@ class ExPostDensity(Sampler):
         return codes_flat, codes[0].shape[1:]
 
     def fit(self, codes: Tensor, seed: int) -> Any:
-        """The mixture ``select`` chooses among ``choices``, fit to ``codes`` (EM from k-means,
-        seeded with ``seed``; ``held_out`` also draws its held-out codes with it)."""
+        """The mixture ``select`` chooses among ``choices`` x ``reg_choices``, fit to ``codes``
+        (EM from k-means, seeded with ``seed``; ``held_out`` also draws its held-out codes with
+        it)."""
         try:
             from sklearn.mixture import GaussianMixture
         except ImportError as err:
@@ -625,8 +651,9 @@ class ExPostDensity(Sampler):
                 "rejection=expost fits its mixture with scikit-learn: pip install 'ganzoo[expost]'"
             ) from err
         data = codes.double().cpu().numpy()
-        self.bic = self.held_out_ll = None
-        if self.select == "held_out" and len(self.choices) > 1:
+        candidates = [(k, r) for k in self.choices for r in self.reg_choices]
+        on_held_out = self.select == "held_out" and len(candidates) > 1
+        if on_held_out:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
             n_held = max(1, round(len(data) * self.held_out))
             held, data = data[order[:n_held].numpy()], data[order[n_held:].numpy()]
@@ -637,23 +664,30 @@ class ExPostDensity(Sampler):
                     "rejection.components or rejection.held_out"
                 )
         fits = {
-            k: GaussianMixture(
+            (k, r): GaussianMixture(
                 k,
                 covariance_type=self.covariance,
                 max_iter=self.max_iter,
                 tol=self.tol,
-                reg_covar=self.reg_covar,
+                reg_covar=r,
                 random_state=seed,
             ).fit(data)
-            for k in self.choices
+            for k, r in candidates
         }
-        if self.select == "held_out" and len(self.choices) > 1:
-            self.held_out_ll = {k: float(gm.score(held)) for k, gm in fits.items()}
-            self.components = max(self.held_out_ll, key=self.held_out_ll.get)
+        if on_held_out:
+            scores = {c: float(gm.score(held)) for c, gm in fits.items()}
+            best = max(scores, key=scores.get)
         else:
-            self.bic = {k: float(gm.bic(data)) for k, gm in fits.items()}
-            self.components = min(self.bic, key=self.bic.get)
-        return fits[self.components]
+            scores = {c: float(gm.bic(data)) for c, gm in fits.items()}
+            best = min(scores, key=scores.get)
+        keyed = {self._key(*c): v for c, v in scores.items()}
+        self.bic, self.held_out_ll = (None, keyed) if on_held_out else (keyed, None)
+        self.components, self.reg_covar = best
+        return fits[best]
+
+    def _key(self, components: int, reg_covar: float) -> int | str:
+        """A choice's key in ``bic`` and ``held_out_ll``."""
+        return components if len(self.reg_choices) == 1 else f"{components}, {reg_covar:g}"
 
     def batches(
         self,
@@ -688,7 +722,9 @@ class ExPostDensity(Sampler):
             same_weights = key[0] is model and key[1] == weights_version(model)
             if same_weights and torch.equal(key[2], before):
                 generator.set_state(after)
-                self.components, self.bic, self.held_out_ll, self.codes_fit = measured
+                (self.components, self.reg_covar, self.bic, self.held_out_ll, self.codes_fit) = (
+                    measured
+                )
                 return tensors
         codes, code_shape = self.codes(model, real, self.fit_items, batch_size, generator)
         device = generator.device if generator is not None else codes.device
@@ -706,7 +742,7 @@ class ExPostDensity(Sampler):
                 (model, weights_version(model), before),
                 generator.get_state(),
                 tensors,
-                (self.components, self.bic, self.held_out_ll, self.codes_fit),
+                (self.components, self.reg_covar, self.bic, self.held_out_ll, self.codes_fit),
             )
         return tensors
 
@@ -732,7 +768,7 @@ class ExPostDensity(Sampler):
                 noise = torch.randn(
                     size, means.shape[1], generator=generator, device=draw_on, dtype=means.dtype
                 )
-                k, noise = k.to(device), noise.to(device)
+                k, noise = k.to(device), noise.to(device) * self.temperature
                 if self.covariance == "diag":
                     z = means[k] + scales[k] * noise
                 else:  # one component at a time: no (size, latent, latent) gather
