@@ -25,6 +25,7 @@ from ganzoo.rejection import (
     DiscriminatorRejection,
     ExPostDensity,
     JacobianTruncation,
+    Reconstructions,
     TrainingItems,
     rebatched,
 )
@@ -641,4 +642,32 @@ def test_expost_fit_on_every_training_item_reads_each_once_in_order():
             ExPostDensity(components=1000, fit_items=None).batches(
                 Identity().eval(), 4, 4, None, data
             )
+        )
+
+
+def test_reconstructions_decode_the_codes_of_training_items_drawn_from_the_generator():
+    model = Identity().eval()
+    with torch.no_grad():
+        model.scale.fill_(2.0)  # G(E(x)) = 2x: the decoder is applied to the codes
+    sampler = Reconstructions()
+    out = torch.cat(
+        list(sampler.batches(model, 250, 100, torch.Generator().manual_seed(3), three_clusters))
+    )
+    g = torch.Generator().manual_seed(3)
+    items = torch.cat([three_clusters(100, g) for _ in range(3)])[:250]
+    torch.testing.assert_close(out, 2.0 * items)
+    assert sampler.acceptance == 1.0 and sampler.drawn == 300
+    assert "diagnostic" in sampler.settings()["method"]
+
+
+def test_reconstructions_refuse_a_family_without_encoder_a_training_model_and_no_data(
+    ring_ckpt, tmp_path
+):
+    with pytest.raises(ValueError, match="eval mode"):
+        list(Reconstructions().batches(Identity().train(), 4, 4, None, three_clusters))
+    with pytest.raises(ValueError, match="training data"):
+        list(Reconstructions().batches(Identity().eval(), 4, 4))
+    with pytest.raises(ValueError, match="GAN family has none"):
+        run_eval(
+            ring_ckpt, tmp_path, "metrics.mode_statistics.num_samples=100", "rejection=reconstruct"
         )

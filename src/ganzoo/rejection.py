@@ -7,6 +7,9 @@ prior. Reports say which sampler made their numbers.
 - ``JacobianTruncation``: JBT (Tanielian et al. 2020), kept where G's Jacobian is small.
 - ``ExPostDensity``: ex-post density estimation (Ghosh et al. 2020), z from a Gaussian mixture
   fit to ``E(x)`` (the encoder families).
+- ``Reconstructions``: not a generative sampler but a diagnostic of the encoder families,
+  ``G(E(x))`` of training items scored as samples: what the decoder draws at the codes, the
+  ceiling a latent density such as ex-post's approaches as it tightens around them.
 
 Each is used the same way: ``batches(model, n, batch_size, generator, real=None)`` yields ``n``
 samples, ``acceptance`` is the share of its last stream's candidates it kept, and
@@ -781,3 +784,65 @@ class ExPostDensity(Sampler):
                 yield model.generate(z.reshape(size, *code_shape))
 
         yield from rebatched(sampled(), n, batch_size)
+
+
+class Reconstructions(Sampler):
+    """``G(E(x))`` of training items ``x`` drawn at random (uniformly, with replacement), as
+    samples: a diagnostic, not a generative sampler (it passes training items through the
+    autoencoder). Scored with the sample metrics it says what the decoder draws where the codes
+    are, so it separates the decoder's share of a gap from the latent density's: a latent
+    sampler that fits the codes (``ExPostDensity``) tends to it as its mixture tightens.
+    Needs an encoder (VAE/GAN: the posterior mean, the code ``reconstruct`` decodes)."""
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "method": "reconstructions G(E(x)) of training items (a diagnostic, not a sampler "
+            "of the model)"
+        }
+
+    def batches(
+        self,
+        model: Any,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        real: Callable[[int, torch.Generator | None], Tensor] | None = None,
+    ) -> Iterator[Tensor]:
+        """``n`` reconstructions in batches of ``batch_size`` (the last smaller), of training
+        items ``real(k, generator)`` draws; ``model`` must be in eval mode."""
+        if real is None:
+            raise ValueError("rejection=reconstruct needs the training data to reconstruct")
+        if getattr(model, "training", False):
+            raise ValueError(
+                "rejection=reconstruct needs the model in eval mode (model.eval()): in training "
+                "mode BatchNorm and dropout make E's codes depend on the batch"
+            )
+        yield from self._reconstructed(model, n, batch_size, generator, real)
+
+    @torch.no_grad()
+    def _reconstructed(
+        self,
+        model: Any,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None,
+        real: Callable[[int, torch.Generator | None], Tensor],
+    ) -> Iterator[Tensor]:
+        self.drawn = self.kept = 0
+
+        def reconstructed() -> Iterator[Tensor]:
+            size = max(1, batch_size)
+            while True:
+                x = real(size, generator)
+                try:
+                    z = model.encode(x)
+                except NotImplementedError as err:
+                    raise ValueError(
+                        f"rejection=reconstruct decodes the codes of an encoder and the "
+                        f"{type(model).__name__} family has none"
+                    ) from err
+                self.drawn += size
+                self.kept += size
+                yield model.generate(z)
+
+        yield from rebatched(reconstructed(), n, batch_size)
