@@ -9,7 +9,7 @@ prior. Reports say which sampler made their numbers.
   fit to ``E(x)`` (the encoder families).
 - ``Reconstructions``: not a generative sampler but a diagnostic of the encoder families,
   ``G(E(x))`` of training items scored as samples: what the decoder draws at the codes, the
-  ceiling a latent density such as ex-post's approaches as it tightens around them.
+  limit ex-post's samples approach as its mixture tightens around them.
 
 Each is used the same way: ``batches(model, n, batch_size, generator, real=None)`` yields ``n``
 samples, ``acceptance`` is the share of its last stream's candidates it kept, and
@@ -470,7 +470,52 @@ class JacobianTruncation(RejectionSampler):
         yield from rebatched(kept(), n, batch_size)
 
 
-class ExPostDensity(Sampler):
+class CodeSampler(Sampler):
+    """A sampler that reads the encoder's codes ``E(x)`` of training items (VAE/GAN, alpha-GAN):
+    its stream needs the training data and the model in eval mode."""
+
+    #: The sampler, as its errors name it.
+    name = "a code sampler"
+
+    def batches(
+        self,
+        model: Any,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        real: Callable[[int, torch.Generator | None], Tensor] | None = None,
+    ) -> Iterator[Tensor]:
+        """``n`` samples of ``model`` in batches of ``batch_size`` (the last smaller), drawn with
+        ``generator``; ``real(k, generator)`` gives the training items. ``model`` must be in
+        eval mode: the codes are those of the encoder that reconstructs."""
+        if real is None:
+            raise ValueError(f"{self.name} needs the training data to encode")
+        if getattr(model, "training", False):
+            raise ValueError(
+                f"{self.name} needs the model in eval mode (model.eval()): in training mode "
+                "BatchNorm and dropout make E's codes depend on the batch"
+            )
+        self.drawn = self.kept = 0
+        yield from rebatched(self.chunks(model, max(1, batch_size), generator, real), n, batch_size)
+
+    def chunks(
+        self, model: Any, size: int, generator: torch.Generator | None, real: Callable
+    ) -> Iterator[Tensor]:
+        """Samples ``size`` at a time, without end, counted in ``drawn`` and ``kept``."""
+        raise NotImplementedError
+
+    def encode(self, model: Any, x: Tensor) -> Tensor:
+        """``model``'s codes of ``x``; one line naming the family where it has no encoder."""
+        try:
+            return model.encode(x)
+        except NotImplementedError as err:
+            raise ValueError(
+                f"{self.name} reads the codes of an encoder and the {type(model).__name__} "
+                "family has none: use rejection=drs or rejection=jbt, which sample any family"
+            ) from err
+
+
+class ExPostDensity(CodeSampler):
     """Ex-post density estimation (Ghosh et al. 2020) as a sampler of the encoder families:
     ``G(z)`` with ``z`` drawn from a Gaussian mixture fit to the codes ``E(x)`` of training
     items instead of from the prior.
@@ -496,6 +541,8 @@ class ExPostDensity(Sampler):
             Dhariwal 2018's Glow samples its prior so; the truncation trick's trade of recall
             for precision, Brock et al. 2019), a named deviation from Ghosh et al.
     """
+
+    name = "ex-post density estimation"
 
     def __init__(
         self,
@@ -625,15 +672,7 @@ class ExPostDensity(Sampler):
             batches = real.every(size)
         else:
             batches = (real(min(size, n - start), generator) for start in range(0, n, size))
-        codes = []
-        try:
-            for x in batches:
-                codes.append(model.encode(x))
-        except NotImplementedError as err:
-            raise ValueError(
-                f"ex-post density estimation samples the codes of an encoder and the "
-                f"{type(model).__name__} family has none: use rejection=drs or rejection=jbt"
-            ) from err
+        codes = [self.encode(model, x) for x in batches]
         codes_flat = torch.cat(codes).flatten(1)
         if len(codes_flat) < max(self.choices):
             raise ValueError(
@@ -692,27 +731,6 @@ class ExPostDensity(Sampler):
         """A choice's key in ``bic`` and ``held_out_ll``."""
         return components if len(self.reg_choices) == 1 else f"{components}, {reg_covar:g}"
 
-    def batches(
-        self,
-        model: Any,
-        n: int,
-        batch_size: int,
-        generator: torch.Generator | None = None,
-        real: Callable[[int, torch.Generator | None], Tensor] | None = None,
-    ) -> Iterator[Tensor]:
-        """``n`` samples of ``model`` in batches of ``batch_size`` (the last smaller), drawn with
-        ``generator`` (its stream: the training items, the fit's seed, then each latent's
-        component and noise); ``real(k, generator)`` gives the training items. ``model`` must
-        be in eval mode: the codes are those of the encoder that reconstructs."""
-        if real is None:
-            raise ValueError("ex-post density estimation needs the training data to encode")
-        if getattr(model, "training", False):
-            raise ValueError(
-                "ex-post density estimation needs the model in eval mode (model.eval()): in "
-                "training mode BatchNorm and dropout make E's codes depend on the batch"
-            )
-        yield from self._sampled(model, n, batch_size, generator, real)
-
     def _mixture(
         self, model: Any, batch_size: int, generator: torch.Generator | None, real: Callable
     ) -> tuple[Tensor, Tensor, Tensor, torch.Size, torch.device]:
@@ -750,43 +768,32 @@ class ExPostDensity(Sampler):
         return tensors
 
     @torch.no_grad()
-    def _sampled(
-        self,
-        model: Any,
-        n: int,
-        batch_size: int,
-        generator: torch.Generator | None,
-        real: Callable[[int, torch.Generator | None], Tensor],
+    def chunks(
+        self, model: Any, size: int, generator: torch.Generator | None, real: Callable
     ) -> Iterator[Tensor]:
-        weights, means, scales, code_shape, device = self._mixture(
-            model, batch_size, generator, real
-        )
+        """The stream ``generator`` draws: the training items (``fit_items``), the fit's seed,
+        then each latent's component and noise."""
+        weights, means, scales, code_shape, device = self._mixture(model, size, generator, real)
         draw_on = generator.device if generator is not None else device
-        self.drawn = self.kept = 0
-
-        def sampled() -> Iterator[Tensor]:
-            size = max(1, batch_size)
-            while True:
-                k = torch.multinomial(weights.to(draw_on), size, True, generator=generator)
-                noise = torch.randn(
-                    size, means.shape[1], generator=generator, device=draw_on, dtype=means.dtype
-                )
-                k, noise = k.to(device), noise.to(device) * self.temperature
-                if self.covariance == "diag":
-                    z = means[k] + scales[k] * noise
-                else:  # one component at a time: no (size, latent, latent) gather
-                    z = means[k].clone()
-                    for c in k.unique():
-                        rows = k == c
-                        z[rows] += noise[rows] @ scales[c].T
-                self.drawn += size
-                self.kept += size
-                yield model.generate(z.reshape(size, *code_shape))
-
-        yield from rebatched(sampled(), n, batch_size)
+        while True:
+            k = torch.multinomial(weights.to(draw_on), size, True, generator=generator)
+            noise = torch.randn(
+                size, means.shape[1], generator=generator, device=draw_on, dtype=means.dtype
+            )
+            k, noise = k.to(device), noise.to(device) * self.temperature
+            if self.covariance == "diag":
+                z = means[k] + scales[k] * noise
+            else:  # one component at a time: no (size, latent, latent) gather
+                z = means[k].clone()
+                for c in k.unique():
+                    rows = k == c
+                    z[rows] += noise[rows] @ scales[c].T
+            self.drawn += size
+            self.kept += size
+            yield model.generate(z.reshape(size, *code_shape))
 
 
-class Reconstructions(Sampler):
+class Reconstructions(CodeSampler):
     """``G(E(x))`` of training items ``x`` drawn at random (uniformly, with replacement), as
     samples: a diagnostic, not a generative sampler (it passes training items through the
     autoencoder). Scored with the sample metrics it says what the decoder draws where the codes
@@ -794,55 +801,21 @@ class Reconstructions(Sampler):
     sampler that fits the codes (``ExPostDensity``) tends to it as its mixture tightens.
     Needs an encoder (VAE/GAN: the posterior mean, the code ``reconstruct`` decodes)."""
 
+    name = "rejection=reconstruct"
+
     def settings(self) -> dict[str, Any]:
         return {
             "method": "reconstructions G(E(x)) of training items (a diagnostic, not a sampler "
             "of the model)"
         }
 
-    def batches(
-        self,
-        model: Any,
-        n: int,
-        batch_size: int,
-        generator: torch.Generator | None = None,
-        real: Callable[[int, torch.Generator | None], Tensor] | None = None,
-    ) -> Iterator[Tensor]:
-        """``n`` reconstructions in batches of ``batch_size`` (the last smaller), of training
-        items ``real(k, generator)`` draws; ``model`` must be in eval mode."""
-        if real is None:
-            raise ValueError("rejection=reconstruct needs the training data to reconstruct")
-        if getattr(model, "training", False):
-            raise ValueError(
-                "rejection=reconstruct needs the model in eval mode (model.eval()): in training "
-                "mode BatchNorm and dropout make E's codes depend on the batch"
-            )
-        yield from self._reconstructed(model, n, batch_size, generator, real)
-
     @torch.no_grad()
-    def _reconstructed(
-        self,
-        model: Any,
-        n: int,
-        batch_size: int,
-        generator: torch.Generator | None,
-        real: Callable[[int, torch.Generator | None], Tensor],
+    def chunks(
+        self, model: Any, size: int, generator: torch.Generator | None, real: Callable
     ) -> Iterator[Tensor]:
-        self.drawn = self.kept = 0
-
-        def reconstructed() -> Iterator[Tensor]:
-            size = max(1, batch_size)
-            while True:
-                x = real(size, generator)
-                try:
-                    z = model.encode(x)
-                except NotImplementedError as err:
-                    raise ValueError(
-                        f"rejection=reconstruct decodes the codes of an encoder and the "
-                        f"{type(model).__name__} family has none"
-                    ) from err
-                self.drawn += size
-                self.kept += size
-                yield model.generate(z)
-
-        yield from rebatched(reconstructed(), n, batch_size)
+        """Training items drawn with ``generator``, ``size`` at a time, decoded from their codes."""
+        while True:
+            x = real(size, generator)
+            self.drawn += size
+            self.kept += size
+            yield model.generate(self.encode(model, x))
