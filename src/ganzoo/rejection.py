@@ -805,8 +805,8 @@ class Reconstructions(CodeSampler):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "method": "reconstructions G(E(x)) of training items (a diagnostic, not a sampler "
-            "of the model)"
+            "method": "reconstructions G(E(x)) (a diagnostic: training items through the "
+            "autoencoder, not samples of the model)"
         }
 
     @torch.no_grad()
