@@ -133,6 +133,10 @@ def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
     shipped = make_cfg("experiment=gan_ring_lrdecay").model.lr_scheduler
     assert shipped.all.total_iters == 32_000
     assert make_cfg("experiment=alphagan_ring_lrdecay").model.lr_scheduler.all.total_iters == 28_000
+    # alphagan_ring_grecon: 18 epochs, decay over all of them, G's reconstruction weight 5, E's 1.
+    grecon = make_cfg("experiment=alphagan_ring_grecon").model
+    assert grecon.lr_scheduler.all.total_iters == 18_000
+    assert (grecon.reconstruction_weight, grecon.generator_reconstruction_weight) == (1.0, 5.0)
     vaegan = make_cfg("experiment=vaegan_ring_lrdecay").model
     assert vaegan.lr_scheduler.all.total_iters == 20_000
     assert (vaegan.kl_weight, vaegan.gamma, vaegan.llike._target_) == (
