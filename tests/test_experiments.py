@@ -153,6 +153,7 @@ def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
         ("gan_ring_pacgan2", "gan_grid_pacgan2"),
         ("vaegan_ring_lrdecay", "vaegan_grid_lrdecay"),
         ("alphagan_ring_lrdecay", "alphagan_grid_lrdecay"),
+        ("alphagan_ring_grecon", "alphagan_grid_grecon"),
     ]:
         ring_cfg, grid_cfg = make_cfg(f"experiment={ring}"), make_cfg(f"experiment={grid}")
         assert grid_cfg.data._target_ == "ganzoo.data.GridDataModule"
