@@ -15,6 +15,7 @@ from ganzoo.nets import (
     MLPDiscriminator,
     MLPGenerator,
 )
+from ganzoo.nets.alphagan import MLPEncoder
 from ganzoo.nets.blocks import Maxout, upsampling_plan
 
 
@@ -77,3 +78,28 @@ def test_unsupported_sizes_are_refused_with_the_key(size):
 def test_infogan_needs_a_multiple_of_four():
     with pytest.raises(ValueError, match="data.image_size=30"):
         InfoGANGenerator(74, image_size=30)
+
+
+def test_unit_scale_networks_see_data_at_another_scale():
+    # output_scale s in G and input_scale 1/s in E and D: the same networks as at unit scale,
+    # with the data shrunk by s.
+    s = 4.0
+    torch.manual_seed(0)
+    g = MLPGenerator(latent_dim=2, out_shape=[2], hidden=[8], batch_norm=True)
+    d = MLPDiscriminator(in_shape=[2], hidden=[8], maxout_pieces=3)
+    e = MLPEncoder(in_shape=[2], latent_dim=2, hidden=[8])
+    g_s = MLPGenerator(latent_dim=2, out_shape=[2], hidden=[8], batch_norm=True, output_scale=s)
+    d_s = MLPDiscriminator(in_shape=[2], hidden=[8], maxout_pieces=3, input_scale=1 / s)
+    e_s = MLPEncoder(in_shape=[2], latent_dim=2, hidden=[8], input_scale=1 / s)
+    for net, scaled in ((g, g_s), (d, d_s), (e, e_s)):
+        scaled.load_state_dict(net.state_dict())  # no new parameters or buffers
+    z, x = torch.randn(5, 2), 4 * torch.randn(5, 2)
+    assert_close(g_s(z), s * g(z))
+    assert_close(d_s(x), d(x / s))
+    assert_close(e_s(x), e(x / s))
+    with pytest.raises(ValueError, match="model.generator.output_scale"):
+        MLPGenerator(latent_dim=2, out_shape=[2], output_scale=0.0)
+    with pytest.raises(ValueError, match="model.discriminator.input_scale"):
+        MLPDiscriminator(in_shape=[2], input_scale=-1.0)
+    with pytest.raises(ValueError, match="model.encoder.input_scale"):
+        MLPEncoder(in_shape=[2], latent_dim=2, input_scale=0.0)

@@ -300,6 +300,7 @@ class MLPEncoder(nn.Module):
         hidden: widths of the hidden layers.
         activation: hidden activation factory.
         batch_norm: BatchNorm1d after each hidden linear layer.
+        input_scale: the input is multiplied by it first (``MLPGenerator``'s ``output_scale``).
     """
 
     def __init__(
@@ -309,8 +310,12 @@ class MLPEncoder(nn.Module):
         hidden: Sequence[int] = (512, 512),
         activation: ActivationFactory | None = nn.ReLU,
         batch_norm: bool = False,
+        input_scale: float = 1.0,
     ):
         super().__init__()
+        if not input_scale > 0:
+            raise ValueError(f"model.encoder.input_scale must be > 0, got {input_scale}")
+        self.input_scale = input_scale
         _check_sizes(
             **{"model.latent_dim": latent_dim},
             **{f"model.encoder.hidden[{i}]": h for i, h in enumerate(hidden)},
@@ -327,4 +332,6 @@ class MLPEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
         return self.net(x)

@@ -32,6 +32,10 @@ class MLPGenerator(nn.Module):
         output_bias_from_marginals: set the output bias so that the output equals the training
             data's per-pixel mean when the last layer's input is 0 (pylearn2's
             ``init_sigmoid_bias_from_marginals``); applied when training starts.
+        output_scale: the output is multiplied by it (after ``output_activation``): a network
+            that works at unit scale for data at another one (the 25-Gaussian grid spans
+            [-4, 4]; with 4 here and ``input_scale`` 0.25 in E and D, a run on the grid is a run
+            on the grid shrunk to [-1, 1]).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class MLPGenerator(nn.Module):
         output_activation: nn.Module | None = None,
         init_range: float | None = None,
         output_bias_from_marginals: bool = False,
+        output_scale: float = 1.0,
     ):
         super().__init__()
         self.out_shape = tuple(out_shape)
@@ -67,16 +72,22 @@ class MLPGenerator(nn.Module):
         if init_range is not None:
             uniform_init_(self, init_range)
         self.output_bias_from_marginals = output_bias_from_marginals
+        if not output_scale > 0:
+            raise ValueError(f"model.generator.output_scale must be > 0, got {output_scale}")
+        self.output_scale = output_scale
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.reshape(self.output_activation(self.out(self.body(z))))
+        x = self.output_activation(self.out(self.body(z)))
+        if self.output_scale != 1.0:
+            x = x * self.output_scale
+        return self.reshape(x)
 
     @torch.no_grad()
     def init_from_data(self, datamodule) -> None:
         """Output bias from the data's per-pixel marginals, when configured to."""
         if not self.output_bias_from_marginals:
             return
-        mean = datamodule.pixel_marginals().flatten().to(self.out.bias)
+        mean = datamodule.pixel_marginals().flatten().to(self.out.bias) / self.output_scale
         self.out.bias.copy_(inverse_activation(self.output_activation, mean))
 
 
@@ -95,6 +106,7 @@ class MLPDiscriminator(nn.Module):
         dropout: dropout probability on the input of every later layer (Goodfellow: 0.5).
         batch_norm: BatchNorm1d after each hidden layer.
         init_range: if set, weights ``U(-init_range, init_range)`` and zero biases (pylearn2).
+        input_scale: the input is multiplied by it first (``MLPGenerator``'s ``output_scale``).
     """
 
     def __init__(
@@ -107,8 +119,12 @@ class MLPDiscriminator(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         init_range: float | None = None,
+        input_scale: float = 1.0,
     ):
         super().__init__()
+        if not input_scale > 0:
+            raise ValueError(f"model.discriminator.input_scale must be > 0, got {input_scale}")
+        self.input_scale = input_scale
         layers: list[nn.Module] = [nn.Flatten()]
         if input_dropout > 0:
             layers.append(nn.Dropout(input_dropout))
@@ -129,4 +145,6 @@ class MLPDiscriminator(nn.Module):
             uniform_init_(self, init_range)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
         return self.out(self.features(x)).squeeze(1)
