@@ -126,6 +126,22 @@ def test_slurm_launcher_and_hparams_search_compose(tmp_path):
     assert cfg.optimized_metric == "val/reverse_kl"
 
 
+def test_alphagan_grid_unitscale_is_the_ring_recipe_on_the_grid_shrunk_by_four(make_cfg):
+    # The nets' scales 4 and 1/4 and both reconstruction weights over 4, nothing else changed.
+    ring_cfg = make_cfg("experiment=alphagan_ring_grecon")
+    grid_cfg = make_cfg("experiment=alphagan_grid_unitscale")
+    assert grid_cfg.model.generator.output_scale == 4.0
+    assert grid_cfg.model.encoder.input_scale == grid_cfg.model.discriminator.input_scale == 0.25
+    for key in ("reconstruction_weight", "generator_reconstruction_weight"):
+        assert grid_cfg.model[key] == ring_cfg.model[key] / 4
+    for cfg in (ring_cfg, grid_cfg):
+        cfg.model.generator.output_scale = 1.0
+        cfg.model.encoder.input_scale = cfg.model.discriminator.input_scale = 1.0
+        cfg.model.reconstruction_weight = cfg.model.generator_reconstruction_weight = 0.0
+    assert grid_cfg.model == ring_cfg.model
+    assert grid_cfg.trainer.max_epochs == ring_cfg.trainer.max_epochs
+
+
 def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
     """gan_ring_lrdecay's linear decay spans the run it is given: 32 epochs of 1,000 batches as
     shipped, and whatever epochs, samples and batch size it is overridden to; both rates end at
