@@ -142,6 +142,18 @@ def test_alphagan_grid_unitscale_is_the_ring_recipe_on_the_grid_shrunk_by_four(m
     assert grid_cfg.trainer.max_epochs == ring_cfg.trainer.max_epochs
 
 
+def test_gan_mnist_ttur_changes_only_the_generator_s_rate(make_cfg):
+    base = make_cfg("experiment=gan_mnist_infogan_ema")
+    ttur = make_cfg("experiment=gan_mnist_ttur")
+    assert (ttur.model.optimizer.generator.lr, ttur.model.optimizer.discriminator.lr) == (
+        5e-4,
+        2e-4,
+    )
+    ttur.model.optimizer.generator.lr = base.model.optimizer.generator.lr
+    assert ttur.model == base.model
+    assert ttur.data == base.data and ttur.trainer == base.trainer
+
+
 def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
     """gan_ring_lrdecay's linear decay spans the run it is given: 32 epochs of 1,000 batches as
     shipped, and whatever epochs, samples and batch size it is overridden to; both rates end at
