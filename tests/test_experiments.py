@@ -154,6 +154,15 @@ def test_gan_mnist_ttur_changes_only_the_generator_s_rate(make_cfg):
     assert ttur.data == base.data and ttur.trainer == base.trainer
 
 
+def test_vaegan_mnist_long_is_vaegan_mnist_drecon_trained_twice_as_long(make_cfg):
+    base = make_cfg("experiment=vaegan_mnist_drecon")
+    long = make_cfg("experiment=vaegan_mnist_long")
+    assert (base.trainer.max_epochs, long.trainer.max_epochs) == (40, 80)
+    assert long.model == base.model and long.data == base.data
+    long.trainer.max_epochs = base.trainer.max_epochs
+    assert long.trainer == base.trainer
+
+
 def test_lr_decay_recipe_decays_over_the_whole_run(make_cfg, tmp_path):
     """gan_ring_lrdecay's linear decay spans the run it is given: 32 epochs of 1,000 batches as
     shipped, and whatever epochs, samples and batch size it is overridden to; both rates end at
