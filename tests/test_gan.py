@@ -118,18 +118,26 @@ def assert_d_step_is_sgd_on(loss_d, dm, model, trainer, lr) -> None:
         assert_close(got.detach(), w)
 
 
-def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
+@pytest.mark.parametrize(
+    ("every", "seen", "factor"),
+    [(1, 0, 1.0), (3, 0, 3.0), (3, 1, 0.0), (3, 6, 3.0)],
+    ids=["every-batch", "lazy-due", "lazy-skipped", "lazy-due-again"],
+)
+def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg, every, seen, factor):
     """With model.r1_gamma, D's SGD step is that of D's loss plus gamma / 2 E ||grad_x D(x)||^2
-    on the real batch (Mescheder et al. 2018), gradients taken at the same parameters."""
+    on the real batch (Mescheder et al. 2018), gradients taken at the same parameters; with
+    model.r1_every=n (lazy R1) the penalty enters on every n-th batch only, weighted n times."""
     gamma, lr = 4.0, 0.1
     cfg = make_cfg(
         *RING,
         *quick_overrides(batches=1),
         f"model.r1_gamma={gamma}",
+        f"model.r1_every={every}",
         "model/optimizer=goodfellow_sgd",
         "model.optimizer.discriminator.momentum=0.0",
     )
     dm, model, trainer = build_run(cfg)
+    model.batches_seen = seen
 
     def loss_d(x, fake):
         xr = x.clone().requires_grad_(True)
@@ -138,11 +146,16 @@ def test_r1_penalty_adds_gamma_half_its_gradient_to_ds_step(make_cfg):
         return (
             torch.nn.functional.softplus(-real_logits).mean()
             + torch.nn.functional.softplus(fake_logits).mean()
-            + gamma / 2 * grad_x.pow(2).sum(1).mean()
+            + factor * gamma / 2 * grad_x.pow(2).sum(1).mean()
         )
 
     assert_d_step_is_sgd_on(loss_d, dm, model, trainer, lr)
-    assert model.r1_gamma == gamma
+    assert (model.r1_gamma, model.r1_every) == (gamma, every)
+
+
+def test_r1_every_below_one_is_refused(make_cfg):
+    with pytest.raises(ValueError, match="model.r1_every"):
+        build_run(make_cfg(*RING, *quick_overrides(batches=1), "model.r1_every=0"))
 
 
 def test_pacgan_d_judges_packed_samples_and_its_step_is_the_packed_loss(make_cfg):

@@ -45,6 +45,10 @@ class GAN(GenerativeModel):
         d_loss_weight: factor on D's loss; Goodfellow's code uses 0.5.
         r1_gamma: weight gamma of the R1 penalty ``gamma / 2 E ||grad_x D(x)||^2`` on real data
             added to D's loss (Mescheder et al. 2018); 0 is off (the paper's GAN).
+        r1_every: lazy R1 (Karras et al. 2020, StyleGAN2): the penalty enters D's loss on one
+            batch in ``r1_every`` only (the first, then every ``r1_every``-th), weighted
+            ``r1_every * gamma / 2`` so that its average weight stays ``gamma / 2``; the
+            optimizers are not adjusted. 1 is every batch.
         top_k: ``{decay, min_fraction}``: top-k generator updates (Sinha et al. 2020), G's loss
             on the ``max(decay ** epoch, min_fraction)`` share of its batch that D rates most
             realistic; None is off (the paper's GAN).
@@ -75,6 +79,7 @@ class GAN(GenerativeModel):
         k: int = 1,
         d_loss_weight: float = 1.0,
         r1_gamma: float = 0.0,
+        r1_every: int = 1,
         top_k: dict[str, float] | None = None,
         pack: int = 1,
         lr_scheduler: dict[str, SchedulerFactory | None] | None = None,
@@ -113,6 +118,11 @@ class GAN(GenerativeModel):
         if r1_gamma < 0:
             raise ValueError(f"model.r1_gamma must be >= 0 (0 is off), got {r1_gamma}")
         self.r1_gamma = r1_gamma
+        if r1_every < 1:
+            raise ValueError(
+                f"model.r1_every (batches per R1 penalty) must be >= 1, got {r1_every}"
+            )
+        self.r1_every = int(r1_every)
         if pack < 1:
             raise ValueError(f"model.pack (PacGAN's packing degree) must be >= 1, got {pack}")
         self.pack = int(pack)
@@ -233,17 +243,22 @@ class GAN(GenerativeModel):
             fake_logits = fake_logits.topk(k, dim=0).values
         return self.g_loss_fn(fake_logits)
 
+    def _r1_due(self) -> bool:
+        """Whether this batch's D loss carries the R1 penalty (every ``r1_every``-th batch)."""
+        return self.r1_gamma > 0 and self.batches_seen % self.r1_every == 0
+
     def _r1_input(self, x: Tensor) -> Tensor:
         """The real batch, made to require grad when the R1 penalty needs its gradient."""
-        return x.detach().requires_grad_(True) if self.r1_gamma > 0 else x
+        return x.detach().requires_grad_(True) if self._r1_due() else x
 
     def _d_loss(self, x: Tensor, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-        """D's loss (times ``d_loss_weight``), plus ``r1_gamma / 2`` times the R1 penalty."""
+        """D's loss (times ``d_loss_weight``), plus ``r1_every * r1_gamma / 2`` times the R1
+        penalty on the batches that carry it."""
         loss_d = self.d_loss_weight * self.d_loss_fn(real_logits, fake_logits)
-        if self.r1_gamma > 0:
+        if self._r1_due():
             penalty = losses.r1_penalty(real_logits, x)
             self.log("train/r1", penalty.detach())
-            loss_d = loss_d + 0.5 * self.r1_gamma * penalty
+            loss_d = loss_d + 0.5 * self.r1_gamma * self.r1_every * penalty
         return loss_d
 
     def _log_d(self, loss_d: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
