@@ -1,5 +1,6 @@
 """The samplers of ``ganzoo.rejection``: discriminator rejection sampling (its score, what it
-keeps, packed groups, refining D) and Jacobian-based truncation (the norm, what it keeps), and
+keeps, packed groups, refining D), Jacobian-based truncation (the norm, what it keeps),
+discriminator optimal transport (k_eff, where it moves latents), and
 ``ganzoo-eval rejection=...`` on a trained checkpoint."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ganzoo.rejection import (
     DiscriminatorRejection,
     ExPostDensity,
     JacobianTruncation,
+    LatentTransport,
     Reconstructions,
     TrainingItems,
     rebatched,
@@ -393,6 +395,113 @@ def test_ganzoo_eval_with_jbt_records_its_sampler(ring_ckpt, tmp_path):
     assert "threshold" not in settings  # a measured value, which would split the protocol
     assert entry["rejection_measured"]["threshold"] > 0
     assert entry["acceptance"] == pytest.approx(0.6, abs=0.1)
+
+
+class Peaked(torch.nn.Module):
+    """A stand-in GAN: ``G(z) = z`` and D's logit ``-a ||x - c||^2`` (summed over each group of
+    ``judged_together`` samples): D rates ``c`` most real."""
+
+    def __init__(self, prior=None, judged_together: int = 1, a: float = 2.0):
+        super().__init__()
+        self.prior = prior if prior is not None else NormalPrior(2)
+        self.judged_together = judged_together
+        self.a = a
+        self.c = torch.tensor([1.0, -0.5])
+
+    def generate(self, z: Tensor) -> Tensor:
+        return z
+
+    def judging_network(self) -> torch.nn.Module:
+        return self
+
+    def judge(self, x: Tensor) -> Tensor:
+        per_sample = -self.a * (x - self.c).pow(2).sum(1)
+        return per_sample.reshape(-1, self.judged_together).sum(1)
+
+    @torch.no_grad()
+    def realness(self, x: Tensor) -> Tensor:
+        return self.judge(x)
+
+
+def test_dot_k_eff_is_the_largest_ratio_over_its_pairs_and_no_steps_change_nothing():
+    model = Peaked().eval()
+    dot = LatentTransport(steps=0, pairs=50)
+    out = torch.cat(list(dot.batches(model, 300, 64, torch.Generator().manual_seed(3))))
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = model.prior.sample(50, generator=g), model.prior.sample(50, generator=g)
+    ratio = (model.judge(z1) - model.judge(z2)).abs() / (z1 - z2).norm(dim=1)
+    assert dot.k_eff == pytest.approx(ratio.max().item())
+    want = torch.cat([model.prior.sample(64, generator=g) for _ in range(5)])[:300]
+    torch.testing.assert_close(out, want)  # after the pairs, the prior's own stream
+    assert dot.acceptance == 1.0 and dot.measured()["moved"] == 0.0
+
+
+def test_dot_moves_the_latents_where_d_is_steeper_than_k_eff_and_leaves_the_rest():
+    """Under ``D = -a ||x - c||^2`` and ``G(z) = z`` the transport objective's minimiser is
+    ``z_y`` itself within ``k_eff / 2a`` of ``c`` (D's slope there is below ``k_eff``), and on
+    that circle for latents outside it: only those move, towards ``c``."""
+    model = Peaked().eval()
+    dot = LatentTransport(steps=30, lr=0.05)
+    out = torch.cat(list(dot.batches(model, 500, 100, torch.Generator().manual_seed(0))))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):  # the k_eff pairs
+        model.prior.sample(dot.pairs, generator=g)
+    z_y = torch.cat([model.prior.sample(100, generator=g) for _ in range(5)])
+
+    def objective(z):
+        return (z - z_y + dot.delta).norm(dim=1) - model.judge(z) / dot.k_eff
+
+    radius = dot.k_eff / (2 * model.a)
+    before, after = (z_y - model.c).norm(dim=1), (out - model.c).norm(dim=1)
+    moved = (out - z_y).norm(dim=1)
+    far, near = before > radius + 0.5, before < radius - 0.5
+    assert far.sum() > 10 and near.sum() > 100
+    assert moved[far].min() > 0.4 and moved[near].max() < 0.2  # Adam's steps of about lr
+    assert torch.all(after[far] < before[far]) and torch.all(after[far] > radius - 0.1)
+    assert torch.all(objective(out)[far] < objective(z_y)[far])
+    assert dot.measured()["moved"] == pytest.approx(moved.mean().item(), rel=1e-5)
+    again = torch.cat(list(dot.batches(model, 500, 100, torch.Generator().manual_seed(0))))
+    torch.testing.assert_close(again, out)
+
+
+def test_dot_keeps_a_uniform_prior_s_latents_in_its_box_and_counts_packed_samples_exactly():
+    from ganzoo.models.priors import UniformPrior
+
+    model = Peaked(prior=UniformPrior(2, low=-0.2, high=0.2)).eval()
+    out = torch.cat(list(LatentTransport(steps=5, lr=1.0).batches(model, 200, 50)))
+    assert out.min() >= -0.2 and out.max() <= 0.2
+    assert (out.abs() == 0.2).any()  # steps of about 1 from inside a box of side 0.4: clipped
+    packed = Peaked(judged_together=2).eval()
+    batches = list(LatentTransport(steps=5).batches(packed, 251, 63))
+    assert [len(b) for b in batches] == [63, 63, 63, 62]
+
+
+def test_dot_refuses_a_training_model_a_family_without_d_and_bad_settings():
+    from tiny_family import TinyAutoencoder
+
+    with pytest.raises(ValueError, match="eval mode"):
+        list(LatentTransport().batches(Peaked().train(), 4, 4))
+    with pytest.raises(ValueError, match="no discriminator"):
+        list(LatentTransport().batches(TinyAutoencoder(shape=[2]).eval(), 4, 4))
+    for key, kwargs in [("steps", {"steps": -1}), ("lr", {"lr": 0.0}), ("pairs", {"pairs": 0})]:
+        with pytest.raises(ValueError, match=f"rejection.{key}"):
+            LatentTransport(**kwargs)
+    flat = Peaked(a=0.0).eval()
+    with pytest.raises(RuntimeError, match="k_eff"):
+        list(LatentTransport().batches(flat, 4, 4))
+
+
+def test_ganzoo_eval_with_dot_records_its_sampler(ring_ckpt, tmp_path):
+    small = ["metrics.mode_statistics.num_samples=400", "batch_size=100"]
+    out = run_eval(ring_ckpt, tmp_path, *small, "rejection=dot", "rejection.steps=3")
+    entry = out["metrics"]["high_quality"]
+    settings = out["eval"]["rejection"]
+    assert entry["rejection"] == settings
+    assert settings["method"].startswith("discriminator optimal transport")
+    assert settings["steps"] == 3 and settings["betas"] == [0.0, 0.9]
+    assert entry["rejection_measured"]["k_eff"] > 0
+    assert entry["rejection_measured"]["moved"] > 0
+    assert entry["acceptance"] == 1.0
 
 
 CENTRES = torch.tensor([[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0]])
