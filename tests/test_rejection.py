@@ -195,12 +195,30 @@ def test_each_sample_stream_records_its_own_acceptance(ring_ckpt):
     data = RingDataModule(num_train=200, num_val=100, num_test=100, batch_size=50)
     drs = DiscriminatorRejection(burn_in=100, percentile=80.0)
     ctx = EvalContext(model, data, batch_size=50, rejection=drs)
+    streams = {}
     for n in (100, 300):
-        assert sum(len(b) for b in ctx.generated_batches(n)) == n
+        streams[n] = torch.cat(list(ctx.generated_batches(n)))
+        assert len(streams[n]) == n
         assert ctx.acceptance[n] == drs.acceptance
-    again = list(ctx.generated_batches(100))
-    assert len(torch.cat(again)) == 100 and drs.acceptance == ctx.acceptance[100]
     assert set(ctx.acceptance) == {100, 300}
+    # a stream asked for again is replayed, not drawn again: the same samples, the sampler idle
+    acceptance, drawn = dict(ctx.acceptance), drs.drawn
+    torch.testing.assert_close(torch.cat(list(ctx.generated_batches(100))), streams[100])
+    assert drs.drawn == drawn and ctx.acceptance == acceptance
+
+
+def test_a_sampler_stream_left_unfinished_is_drawn_again_in_full(ring_ckpt):
+    model = load_checkpoint(ring_ckpt)
+    data = RingDataModule(num_train=200, num_val=100, num_test=100, batch_size=50)
+    ctx = EvalContext(model, data, batch_size=50, rejection=DiscriminatorRejection(burn_in=100))
+    stream = ctx.generated_batches(200)
+    next(stream)
+    stream.close()
+    assert ctx.drawn_streams == {}
+    fresh = EvalContext(model, data, batch_size=50, rejection=DiscriminatorRejection(burn_in=100))
+    torch.testing.assert_close(
+        torch.cat(list(ctx.generated_batches(200))), torch.cat(list(fresh.generated_batches(200)))
+    )
 
 
 def test_the_first_samples_kept_for_the_picture_are_the_ones_scored(ring_ckpt):

@@ -10,8 +10,11 @@ small protocol:
   it was measured under (sample counts, split, feature network and its weights' sha256, seed).
 
 Generated samples come from :meth:`EvalContext.generated_batches`: the same seeded stream for
-every metric, so FID and Parzen see the same first 10,000 samples. Everything runs in batches on
-the model's device.
+every metric, so FID and Parzen see the same first 10,000 samples. A sampler's stream
+(``rejection``: DRS, JBT, DOT, ex-post) costs many passes of the networks per sample, so each
+size is drawn once and replayed to the other metrics from a copy on the CPU; without a sampler
+the stream is drawn again for each metric, which gives the same samples. Everything runs in
+batches on the model's device.
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ class EvalContext:
     #: stream size ``n``: what ``ganzoo-eval`` pictures is what the metrics scored.
     keep_first: int = 0
     first_samples: dict[int, Tensor] = field(default_factory=dict)
+    #: With ``rejection``: each stream size's samples once drawn in full (on the CPU), replayed
+    #: to every later metric that asks for the same size.
+    drawn_streams: dict[int, list[Tensor]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.datamodule.setup("fit")
@@ -127,20 +133,28 @@ class EvalContext:
             yield batch
 
     def _generated(self, n: int) -> Iterator[Tensor]:
+        if n in self.drawn_streams:
+            for batch in self.drawn_streams[n]:
+                yield batch.to(self.device)
+            return
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with evaluating(self.model):
             if self.rejection is not None:
+                drawn = []
                 try:
-                    yield from self.rejection.batches(
+                    for batch in self.rejection.batches(
                         self.model,
                         n,
                         self.batch_size,
                         generator,
                         real=TrainingItems(self.dataset("train"), self.device),
-                    )
+                    ):
+                        drawn.append(batch.detach().cpu())
+                        yield batch
                 finally:
                     self.acceptance[n] = self.rejection.acceptance
                     self.sampler_measured[n] = self.rejection.measured()
+                self.drawn_streams[n] = drawn  # only a stream drawn to its end
                 return
             for start in range(0, n, self.batch_size):
                 yield self.model.sample(min(self.batch_size, n - start), generator=generator)
