@@ -154,6 +154,19 @@ def test_gan_mnist_ttur_changes_only_the_generator_s_rate(make_cfg):
     assert ttur.data == base.data and ttur.trainer == base.trainer
 
 
+def test_gan_mnist_ttur_long_is_gan_mnist_ttur_with_g_at_2e_3_for_9_epochs(make_cfg):
+    base = make_cfg("experiment=gan_mnist_ttur")
+    long = make_cfg("experiment=gan_mnist_ttur_long")
+    assert (long.model.optimizer.generator.lr, long.model.optimizer.discriminator.lr) == (
+        2e-3,
+        2e-4,
+    )
+    assert (base.trainer.max_epochs, long.trainer.max_epochs) == (6, 9)
+    long.model.optimizer.generator.lr = base.model.optimizer.generator.lr
+    long.trainer.max_epochs = base.trainer.max_epochs
+    assert long.model == base.model and long.data == base.data and long.trainer == base.trainer
+
+
 def test_vaegan_mnist_long_is_vaegan_mnist_drecon_trained_twice_as_long(make_cfg):
     base = make_cfg("experiment=vaegan_mnist_drecon")
     long = make_cfg("experiment=vaegan_mnist_long")
