@@ -605,14 +605,16 @@ class LatentTransport(Sampler):
             )
         self.k_eff = k_eff
         self.drawn = self.kept = 0
-        moved: list[Tensor] = []
+        total = 0.0
 
         def transported() -> Iterator[Tensor]:
+            nonlocal total
             while True:
                 z_y = model.prior.sample(size, generator=generator)
                 z = self.transport(model, z_y, k_eff, group)
-                moved.append(self._grouped(z - z_y, group).norm(dim=1))
-                self.moved = torch.cat(moved).mean().item()
+                distances = self._grouped(z - z_y, group).norm(dim=1)
+                total += distances.sum().item()
+                self.moved = total / (self.drawn // group + len(distances))
                 self.drawn += size
                 self.kept += size
                 with torch.no_grad():
