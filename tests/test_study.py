@@ -202,6 +202,19 @@ def test_study_runs_reports_by_hand_numbers_and_resumes_without_training(
     saved.write_text(text.replace("shuffle_seed: ${seed}", "shuffle_seed: 5"))
     assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 1
     assert "shuffle_seed: 5" in (d / "gan" / "seed_0" / "error.txt").read_text()
+
+    # A job trained before a parameter existed (no model.r1_every in its job.yaml) matches at
+    # that parameter's default (1, GAN's signature), not at another value.
+    assert "  r1_every: 1\n" in text
+    saved.write_text(text.replace("  r1_every: 1\n", ""))
+    assert run_study(monkeypatch, *TINY, f"study.dir={d}") == 0
+    assert fits == []
+    lazy = [
+        o.replace('"data.num_train=300"', '"data.num_train=300","model.r1_every=2"') for o in TINY
+    ]
+    assert run_study(monkeypatch, *lazy, f"study.dir={d}") == 1
+    assert fits == []
+    assert "r1_every: 2" in (d / "gan" / "seed_0" / "error.txt").read_text()
     saved.write_text(text)
 
     # A changed training config is refused for an existing job instead of mixing results.

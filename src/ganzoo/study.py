@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 import json
 import logging
 import os
@@ -133,10 +134,7 @@ def job_overrides(study: DictConfig, family: str, seed: int) -> list[str]:
     return overrides
 
 
-def compared_config(cfg: DictConfig, resolve: bool = False) -> str:
-    """What a job trains, as YAML: the train config less paths, loggers, Hydra's instantiation
-    flags and the ``OBSERVERS`` callbacks, unresolved (so directories interpolated from
-    ``paths`` compare equal) unless ``resolve``."""
+def _compared(cfg: DictConfig, resolve: bool) -> dict:
     plain = OmegaConf.to_container(cfg, resolve=resolve)
     for key in NOT_COMPARED:
         plain.pop(key, None)
@@ -146,13 +144,27 @@ def compared_config(cfg: DictConfig, resolve: bool = False) -> str:
         for name, c in callbacks.items()
         if not (isinstance(c, dict) and c.get("_target_") in OBSERVERS)
     }
-    return OmegaConf.to_yaml(OmegaConf.create(_without_flags(plain)), sort_keys=True)
+    return _without_flags(plain)
+
+
+def _as_yaml(plain: dict) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True)
+
+
+def compared_config(cfg: DictConfig, resolve: bool = False) -> str:
+    """What a job trains, as YAML: the train config less paths, loggers, Hydra's instantiation
+    flags and the ``OBSERVERS`` callbacks, unresolved (so directories interpolated from
+    ``paths`` compare equal) unless ``resolve``."""
+    return _as_yaml(_compared(cfg, resolve))
 
 
 def trains_the_same(saved: DictConfig, train_cfg: DictConfig) -> bool:
     """Whether a job's saved config (``job.yaml``) trains what ``train_cfg`` trains: the same
     text, or the same values once both are resolved under ``train_cfg``'s paths (a recipe that
-    now writes a value another way, e.g. through a resolver, leaves its trained jobs valid)."""
+    now writes a value another way, e.g. through a resolver, leaves its trained jobs valid),
+    where a key the saved config lacks counts as the same when it is a parameter of its node's
+    ``_target_`` at that parameter's default (one added to ganzoo since the job was trained,
+    whose default keeps the former behaviour, e.g. ``model.r1_every: 1``)."""
     if compared_config(saved) == compared_config(train_cfg):
         return True
     saved = saved.copy()
@@ -161,9 +173,36 @@ def trains_the_same(saved: DictConfig, train_cfg: DictConfig) -> bool:
             if key in train_cfg:
                 saved[key] = train_cfg[key]
     try:
-        return compared_config(saved, resolve=True) == compared_config(train_cfg, resolve=True)
+        before, after = _compared(saved, resolve=True), _compared(train_cfg, resolve=True)
     except Exception:  # a value that no longer resolves: not the same training
         return False
+    return _as_yaml(before) == _as_yaml(_without_added_defaults(before, after))
+
+
+def _without_added_defaults(saved: Any, wanted: Any) -> Any:
+    """``wanted`` less the keys that ``saved`` lacks and whose value is the default of that
+    parameter of the node's ``_target_`` (the same target in both)."""
+    if not (isinstance(saved, dict) and isinstance(wanted, dict)):
+        return wanted
+    target = wanted.get("_target_")
+    defaults = _signature_defaults(target) if target and target == saved.get("_target_") else {}
+    kept = {}
+    for key, value in wanted.items():
+        if key in saved:
+            kept[key] = _without_added_defaults(saved[key], value)
+        elif not (key in defaults and defaults[key] == value):
+            kept[key] = value
+    return kept
+
+
+def _signature_defaults(target: str) -> dict[str, Any]:
+    """The defaults of the parameters of the class or function ``target`` names ({} when it no
+    longer imports)."""
+    try:
+        params = inspect.signature(hydra.utils.get_object(target)).parameters.values()
+    except Exception:
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def _without_flags(node: Any) -> Any:
