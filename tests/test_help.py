@@ -89,6 +89,12 @@ def test_eval_help_lists_the_metric_options(helps):
     assert sorted(entries(section(helps["eval"], "Metrics"))) == sorted(stems("metrics"))
 
 
+def test_eval_help_lists_every_sampler(helps):
+    assert sorted(entries(section(helps["eval"], "Sampler"))) == sorted(stems("rejection")), (
+        "conf/hydra/help/eval.yaml is out of sync with conf/rejection/: list each sampler"
+    )
+
+
 def test_sample_help_lists_every_mode(helps):
     assert entries(section(helps["sample"], "Modes")) == list(MODES)
 

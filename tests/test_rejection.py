@@ -440,6 +440,13 @@ class Peaked(torch.nn.Module):
     def realness(self, x: Tensor) -> Tensor:
         return self.judge(x)
 
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.generate(self.prior.sample(n, generator=generator))
+
 
 def test_dot_k_eff_is_the_largest_ratio_over_its_pairs_and_no_steps_change_nothing():
     model = Peaked().eval()
@@ -520,6 +527,55 @@ def test_ganzoo_eval_with_dot_records_its_sampler(ring_ckpt, tmp_path):
     assert entry["rejection_measured"]["k_eff"] > 0
     assert entry["rejection_measured"]["moved"] > 0
     assert entry["acceptance"] == 1.0
+
+
+def test_dot_drs_applies_drs_s_rule_to_dot_s_samples():
+    """DRS with a DOT proposal: its candidates are transported (none left outside the circle of
+    radius ``k_eff / 2a`` around ``c`` that DOT moves latents onto, where plain DRS, keeping
+    every candidate with probability at least 1/2 at percentile 0, keeps some), and DRS still
+    rejects, keeping higher logits than DOT alone returns."""
+    model = Peaked().eval()
+
+    def samples(sampler):
+        return torch.cat(list(sampler.batches(model, 400, 100, torch.Generator().manual_seed(0))))
+
+    def drs(percentile, proposal):
+        return DiscriminatorRejection(burn_in=200, percentile=percentile, proposal=proposal)
+
+    lenient = drs(0, LatentTransport(steps=100, lr=0.05))  # far enough for the farthest
+    transported = samples(lenient)
+    radius = lenient.proposal.k_eff / (2 * model.a)
+    assert (transported - model.c).norm(dim=1).max() < radius + 0.1
+    assert (samples(drs(0, None)) - model.c).norm(dim=1).max() > radius + 0.3
+
+    combined = drs(50, LatentTransport(steps=30, lr=0.05))
+    out = samples(combined)
+    assert 0.2 < combined.acceptance < 0.9
+    alone = samples(LatentTransport(steps=30, lr=0.05))
+    assert model.judge(out).mean() > model.judge(alone).mean() + 0.1
+    assert combined.measured()["k_eff"] == combined.proposal.k_eff > 0
+    assert combined.measured()["moved"] > 0
+    settings = combined.settings()
+    assert "optimal transport" in settings["method"] and settings["proposal"]["steps"] == 30
+    assert "proposal" not in drs(50, None).settings()  # plain DRS's entry as before
+    torch.testing.assert_close(samples(combined), out)
+
+
+def test_ganzoo_eval_with_dot_drs_records_both_samplers(ring_ckpt, tmp_path):
+    small = ["metrics.mode_statistics.num_samples=400", "batch_size=100"]
+    out = run_eval(
+        ring_ckpt,
+        tmp_path,
+        *small,
+        "rejection=dot_drs",
+        "rejection.burn_in=500",
+        "rejection.proposal.steps=3",
+    )
+    entry = out["metrics"]["high_quality"]
+    assert entry["rejection"]["method"].startswith("discriminator rejection sampling")
+    assert entry["rejection"]["proposal"]["steps"] == 3
+    assert entry["rejection_measured"]["k_eff"] > 0
+    assert 0.0 < entry["acceptance"] < 1.0
 
 
 CENTRES = torch.tensor([[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0]])

@@ -6,7 +6,8 @@ prior. Reports say which sampler made their numbers.
 - ``DiscriminatorRejection``: DRS (Azadi et al. 2019), kept with a probability D's logit sets.
 - ``JacobianTruncation``: JBT (Tanielian et al. 2020), kept where G's Jacobian is small.
 - ``LatentTransport``: latent-space DOT (Tanaka 2019), every latent moved by gradient steps
-  towards higher D logits, at a transport cost.
+  towards higher D logits, at a transport cost; DRS's candidates can be its samples
+  (``DiscriminatorRejection(proposal=LatentTransport(...))``, ``rejection=dot_drs``).
 - ``ExPostDensity``: ex-post density estimation (Ghosh et al. 2020), z from a Gaussian mixture
   fit to ``E(x)`` (the encoder families).
 - ``Reconstructions``: not a generative sampler but a diagnostic of the encoder families,
@@ -75,6 +76,14 @@ together, D judging the group and the cost taken on their concatenation. A bound
 prior keeps every latent in its box, each step clipped to it as the author's code clips; for a
 normal prior the author's code also keeps the step tangent to the sphere of radius
 ``sqrt(dim)``, which ganzoo does not do (its 2D latents have no such shell).
+
+**DOT, then DRS** (``rejection=dot_drs``; ganzoo's combination, in neither paper). The two
+mend different faults: DOT moves samples that lie off the modes onto them but cannot change how
+much mass each mode gets, while DRS's acceptance, ``exp(logit - max logit)`` for an optimal D,
+is a density-ratio correction that raises the share of modes G under-weights. DRS's
+candidates are then DOT's samples and its rule is applied unchanged (burn-in, ``F``,
+percentile), with D's logit read as the ratio of the data's density to that of the transported
+samples, which D was not trained against: an approximation on top of DRS's own.
 
 **Ex-post density estimation** (Ghosh et al. 2020, "From Variational to Deterministic
 Autoencoders"). An encoder's codes ``E(x)`` of the training data need not fill the
@@ -205,6 +214,8 @@ class DiscriminatorRejection(RejectionSampler):
         refine_lr: that Adam's learning rate (betas 0.5, 0.999).
         refine_batch_size: training items and samples per refinement step (rounded up to whole
             groups).
+        proposal: where candidates come from: None, ``model.sample`` (DRS); a
+            ``LatentTransport``, its transported samples (DOT's samples, then DRS's rule).
     """
 
     def __init__(
@@ -216,8 +227,10 @@ class DiscriminatorRejection(RejectionSampler):
         refine_steps: int = 0,
         refine_lr: float = 1e-4,
         refine_batch_size: int = 100,
+        proposal: LatentTransport | None = None,
     ):
         super().__init__(burn_in, max_candidates)
+        self.proposal = proposal
         if not 0.0 <= percentile <= 100.0:
             raise ValueError(f"rejection.percentile must be in [0, 100], got {percentile}")
         if epsilon <= 0:
@@ -241,8 +254,11 @@ class DiscriminatorRejection(RejectionSampler):
         """The protocol entry: DRS's settings (``candidates_per_batch``, which sets the sample
         ``gamma`` is a percentile of, once a stream has run: the evaluation's batch size rounded up
         to whole groups)."""
+        method = "discriminator rejection sampling (Azadi et al. 2019)"
+        if self.proposal is not None:
+            method += " of discriminator optimal transport's samples (Tanaka 2019)"
         return {
-            "method": "discriminator rejection sampling (Azadi et al. 2019)",
+            "method": method,
             "burn_in": self.burn_in,
             "percentile": self.percentile,
             "epsilon": self.epsilon,
@@ -251,7 +267,11 @@ class DiscriminatorRejection(RejectionSampler):
             "refine_steps": self.refine_steps,
             "refine_lr": self.refine_lr if self.refine_steps else None,
             "refine_batch_size": self.refine_batch_size if self.refine_steps else None,
-        }
+        } | ({"proposal": self.proposal.settings()} if self.proposal is not None else {})
+
+    def measured(self) -> dict[str, Any]:
+        """The proposal's ``k_eff`` and distance moved, with a ``LatentTransport`` proposal."""
+        return self.proposal.measured() if self.proposal is not None else {}
 
     def score(self, logits: Tensor, logit_max: Tensor) -> Tensor:
         """DRS's ``F``: ``logit - logit_max - log(1 - exp(logit - logit_max - epsilon))``."""
@@ -299,9 +319,12 @@ class DiscriminatorRejection(RejectionSampler):
     def _candidates(
         self, model: Any, judge: Any, size: int, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor]:
-        """``size`` candidates of ``model`` (a multiple of D's group) and ``judge``'s logit per
-        group."""
-        x = model.sample(size, generator=generator)
+        """``size`` candidates of ``model`` (a multiple of D's group; from the proposal when
+        there is one) and ``judge``'s logit per group."""
+        if self.proposal is not None:
+            x = self.proposal.draw(model, size, generator)
+        else:
+            x = model.sample(size, generator=generator)
         logits = judge.realness(x).reshape(-1).float()
         return x, logits
 
@@ -314,8 +337,9 @@ class DiscriminatorRejection(RejectionSampler):
         real: Callable[[int, torch.Generator | None], Tensor] | None = None,
     ) -> Iterator[Tensor]:
         """``n`` accepted samples of ``model`` in batches of ``batch_size`` (the last smaller),
-        drawn with ``generator`` (its stream: the refinement, the burn-in, then candidates and
-        uniforms); ``real(k, generator)`` gives ``k`` random training items, needed to refine."""
+        drawn with ``generator`` (its stream: the refinement, the proposal's ``k_eff`` pairs, the
+        burn-in, then candidates and uniforms); ``real(k, generator)`` gives ``k`` random
+        training items, needed to refine."""
         if not callable(getattr(model, "realness", None)):
             raise ValueError(
                 f"{type(model).__name__} has no discriminator to reject with: evaluate it "
@@ -330,6 +354,8 @@ class DiscriminatorRejection(RejectionSampler):
                 )
             with torch.enable_grad():
                 judge = self.refined(model, real, generator)
+        if self.proposal is not None:
+            self.proposal.prepare(model, generator)  # transports along the model's own D
         yield from self._accepted(model, judge, n, batch_size, generator)
 
     @torch.no_grad()
@@ -527,6 +553,7 @@ class LatentTransport(Sampler):
         #: moved (per group of ``judged_together``).
         self.k_eff: float | None = None
         self.moved: float | None = None
+        self._group, self._total_moved = 1, 0.0
 
     def settings(self) -> dict[str, Any]:
         """The protocol entry: DOT's settings (``k_eff``, measured on each model, is in
@@ -577,6 +604,43 @@ class LatentTransport(Sampler):
                     z.clamp_(low, high)
         return z.detach()
 
+    def prepare(self, model: Any, generator: torch.Generator | None = None) -> int:
+        """Start a stream: check ``model`` and measure ``k_eff`` on its ``pairs`` (the stream's
+        first draws from ``generator``); returns D's group (``judged_together``). ``model``
+        must be in eval mode: the potential is D's logit of one sample (group) at a time."""
+        if getattr(model, "training", False):
+            raise ValueError(
+                "discriminator optimal transport needs the model in eval mode (model.eval()): "
+                "in training mode BatchNorm and dropout make D's logit depend on the batch"
+            )
+        model.judging_network()  # a family without D is refused here
+        group = int(getattr(model, "judged_together", 1))
+        k_eff = self.effective_lipschitz(model, group, generator)
+        if not k_eff > 0:
+            raise RuntimeError(
+                f"D's logit is constant over {self.pairs} pairs of samples (k_eff {k_eff}): "
+                "there is nothing to transport along; evaluate without rejection=dot (or dot_drs)"
+            )
+        self.k_eff = k_eff
+        self.drawn = self.kept = 0
+        self._group, self._total_moved = group, 0.0
+        return group
+
+    def draw(self, model: Any, size: int, generator: torch.Generator | None = None) -> Tensor:
+        """``size`` samples (whole groups) of the stream ``prepare`` started: prior latents
+        from ``generator``, transported."""
+        if self.k_eff is None:
+            raise RuntimeError("LatentTransport.draw before prepare: no k_eff measured")
+        z_y = model.prior.sample(size, generator=generator)
+        z = self.transport(model, z_y, self.k_eff, self._group)
+        distances = self._grouped(z - z_y, self._group).norm(dim=1)
+        self._total_moved += distances.sum().item()
+        self.moved = self._total_moved / (self.drawn // self._group + len(distances))
+        self.drawn += size
+        self.kept += size
+        with torch.no_grad():
+            return model.generate(z)
+
     def batches(
         self,
         model: Any,
@@ -588,37 +652,13 @@ class LatentTransport(Sampler):
         """``n`` samples of ``model`` in batches of ``batch_size`` (the last smaller; rounded up
         to whole groups with packing), drawn with ``generator`` (its stream: the ``k_eff``
         pairs, then each batch's latents); ``real`` is not read. ``model`` must be in eval
-        mode: the potential is D's logit of one sample (group) at a time."""
-        if getattr(model, "training", False):
-            raise ValueError(
-                "discriminator optimal transport needs the model in eval mode (model.eval()): "
-                "in training mode BatchNorm and dropout make D's logit depend on the batch"
-            )
-        model.judging_network()  # a family without D is refused here
-        group = int(getattr(model, "judged_together", 1))
+        mode (``prepare``)."""
+        group = self.prepare(model, generator)
         size = -(-max(batch_size, group) // group) * group
-        k_eff = self.effective_lipschitz(model, group, generator)
-        if not k_eff > 0:
-            raise RuntimeError(
-                f"D's logit is constant over {self.pairs} pairs of samples (k_eff {k_eff}): "
-                "there is nothing to transport along; evaluate without rejection=dot"
-            )
-        self.k_eff = k_eff
-        self.drawn = self.kept = 0
-        total = 0.0
 
         def transported() -> Iterator[Tensor]:
-            nonlocal total
             while True:
-                z_y = model.prior.sample(size, generator=generator)
-                z = self.transport(model, z_y, k_eff, group)
-                distances = self._grouped(z - z_y, group).norm(dim=1)
-                total += distances.sum().item()
-                self.moved = total / (self.drawn // group + len(distances))
-                self.drawn += size
-                self.kept += size
-                with torch.no_grad():
-                    yield model.generate(z)
+                yield self.draw(model, size, generator)
 
         yield from rebatched(transported(), n, batch_size)
 
