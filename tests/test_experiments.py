@@ -167,6 +167,15 @@ def test_gan_mnist_ttur_long_is_gan_mnist_ttur_with_g_at_2e_3_for_9_epochs(make_
     assert long.model == base.model and long.data == base.data and long.trainer == base.trainer
 
 
+def test_gan_grid_pacgan2_lr3e4_changes_only_the_two_rates(make_cfg):
+    base = make_cfg("experiment=gan_grid_pacgan2")
+    fast = make_cfg("experiment=gan_grid_pacgan2_lr3e4")
+    rates = fast.model.optimizer.generator.lr, fast.model.optimizer.discriminator.lr
+    assert rates == (3e-4, 3e-4) and base.model.optimizer.generator.lr == 1e-4
+    fast.model.optimizer.generator.lr = fast.model.optimizer.discriminator.lr = 1e-4
+    assert fast.model == base.model and fast.data == base.data and fast.trainer == base.trainer
+
+
 def test_vaegan_mnist_long_is_vaegan_mnist_drecon_trained_twice_as_long(make_cfg):
     base = make_cfg("experiment=vaegan_mnist_drecon")
     long = make_cfg("experiment=vaegan_mnist_long")
