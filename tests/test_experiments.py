@@ -176,6 +176,15 @@ def test_gan_grid_pacgan2_lr3e4_changes_only_the_two_rates(make_cfg):
     assert fast.model == base.model and fast.data == base.data and fast.trainer == base.trainer
 
 
+def test_gan_grid_pacgan2_lr3e4_r1_adds_only_lazy_r1(make_cfg):
+    base = make_cfg("experiment=gan_grid_pacgan2_lr3e4")
+    r1 = make_cfg("experiment=gan_grid_pacgan2_lr3e4_r1")
+    assert (base.model.r1_gamma, base.model.r1_every) == (0.0, 1)
+    assert (r1.model.r1_gamma, r1.model.r1_every) == (0.01, 4)
+    r1.model.r1_gamma, r1.model.r1_every = base.model.r1_gamma, base.model.r1_every
+    assert r1.model == base.model and r1.data == base.data and r1.trainer == base.trainer
+
+
 def test_vaegan_mnist_long_is_vaegan_mnist_drecon_trained_twice_as_long(make_cfg):
     base = make_cfg("experiment=vaegan_mnist_drecon")
     long = make_cfg("experiment=vaegan_mnist_long")
