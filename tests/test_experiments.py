@@ -180,7 +180,7 @@ def test_gan_grid_pacgan2_lr3e4_r1_adds_only_lazy_r1(make_cfg):
     base = make_cfg("experiment=gan_grid_pacgan2_lr3e4")
     r1 = make_cfg("experiment=gan_grid_pacgan2_lr3e4_r1")
     assert (base.model.r1_gamma, base.model.r1_every) == (0.0, 1)
-    assert (r1.model.r1_gamma, r1.model.r1_every) == (0.01, 4)
+    assert (r1.model.r1_gamma, r1.model.r1_every) == (0.003, 4)
     r1.model.r1_gamma, r1.model.r1_every = base.model.r1_gamma, base.model.r1_every
     assert r1.model == base.model and r1.data == base.data and r1.trainer == base.trainer
 
