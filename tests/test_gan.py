@@ -236,6 +236,67 @@ def test_top_k_generator_learns_only_from_the_samples_d_rates_most_realistic(mak
         build_run(make_cfg(*RING, "model.top_k={decay: 0.9, min_frac: 0.5}"))
 
 
+@pytest.mark.parametrize(("seen", "std"), [(0, 0.8), (6, 0.2), (8, 0.0), (20, 0.0)])
+def test_instance_noise_is_added_to_what_d_judges_and_annealed_away(make_cfg, seen, std):
+    """model.instance_noise={std, batches} (Sonderby et al. 2017): at batch t D's step is the
+    standard loss on real and fake samples each plus Gaussian noise of standard deviation
+    std * max(0, 1 - t / batches), drawn real first; from batch `batches` on D sees them clean."""
+    lr = 0.1
+    cfg = make_cfg(
+        *RING,
+        *quick_overrides(batches=1),
+        "model.instance_noise={std: 0.8, batches: 8}",
+        "model/optimizer=goodfellow_sgd",
+        "model.optimizer.discriminator.momentum=0.0",
+    )
+    dm, model, trainer = build_run(cfg)
+    model.batches_seen = seen
+    assert model.instance_noise_std() == pytest.approx(std)
+
+    def loss_d(x, fake):
+        if std > 0:
+            x, fake = x + std * torch.randn_like(x), fake + std * torch.randn_like(fake)
+        return (
+            torch.nn.functional.softplus(-model.discriminator(x)).mean()
+            + torch.nn.functional.softplus(model.discriminator(fake)).mean()
+        )
+
+    assert_d_step_is_sgd_on(loss_d, dm, model, trainer, lr)
+
+
+@pytest.mark.parametrize("schedule", ["alternating", "simultaneous"])
+def test_instance_noise_reaches_every_sample_d_judges_in_training_only(
+    schedule, make_cfg, monkeypatch
+):
+    """Real and fake in D's step and fake in G's step are noised; validation is not. Off (null)
+    by default; a config without std or batches is refused naming the key."""
+    _, plain, _ = build_run(make_cfg(*RING, *quick_overrides(batches=1)))
+    assert plain.instance_noise is None and plain.instance_noise_std() == 0.0
+    cfg = make_cfg(
+        *RING,
+        *quick_overrides(batches=2),
+        f"model.schedule={schedule}",
+        "model.instance_noise={std: 0.5, batches: 100}",
+    )
+    dm, model, trainer = build_run(cfg)
+    noised = []
+    original = GAN.noised
+
+    def spy(self, x):
+        noised.append((self.training, x.shape[0]))
+        return original(self, x)
+
+    monkeypatch.setattr(GAN, "noised", spy)
+    trainer.fit(model, datamodule=dm)
+    batch = cfg.data.batch_size
+    calls_per_batch = 3 if schedule == "alternating" else 2
+    assert noised == [(True, batch)] * (2 * calls_per_batch)
+    with pytest.raises(ValueError, match="model.instance_noise"):
+        build_run(make_cfg(*RING, "model.instance_noise={std: 0.5}"))
+    with pytest.raises(ValueError, match="model.instance_noise"):
+        build_run(make_cfg(*RING, "model.instance_noise={std: -1, batches: 10}"))
+
+
 def test_output_bias_from_marginals(make_cfg, fake_mnist):
     cfg = make_cfg(
         "experiment=goodfellow2014_mnist",

@@ -52,6 +52,12 @@ class GAN(GenerativeModel):
         top_k: ``{decay, min_fraction}``: top-k generator updates (Sinha et al. 2020), G's loss
             on the ``max(decay ** epoch, min_fraction)`` share of its batch that D rates most
             realistic; None is off (the paper's GAN).
+        instance_noise: ``{std, batches}``: annealed instance noise (Sonderby et al. 2017,
+            Arjovsky & Bottou 2017): in training, every sample D judges, real and fake, in D's
+            and G's steps alike, gets Gaussian noise of standard deviation
+            ``std * max(0, 1 - t / batches)`` at batch ``t`` (0-based), added before packing;
+            from batch ``batches`` on D sees clean samples. Validation never adds it. None is
+            off (the paper's GAN).
         pack: PacGAN's packing degree m (Lin et al. 2018): D sees each batch of ``B`` samples
             as ``B // m`` packed samples of ``m`` samples each, concatenated along dimension 1
             (features of flat data, channels of images), so its input has ``m`` times the
@@ -81,6 +87,7 @@ class GAN(GenerativeModel):
         r1_gamma: float = 0.0,
         r1_every: int = 1,
         top_k: dict[str, float] | None = None,
+        instance_noise: dict[str, float] | None = None,
         pack: int = 1,
         lr_scheduler: dict[str, SchedulerFactory | None] | None = None,
         num_fixed_samples: int = 64,
@@ -140,6 +147,21 @@ class GAN(GenerativeModel):
                     f"decay={decay}, min_fraction={least}"
                 )
             self.top_k = {"decay": float(decay), "min_fraction": float(least)}
+        self.instance_noise = dict(instance_noise) if instance_noise else None
+        if self.instance_noise is not None:
+            unknown = sorted(set(self.instance_noise) - {"std", "batches"})
+            std, span = self.instance_noise.get("std"), self.instance_noise.get("batches")
+            if unknown or std is None or span is None:
+                raise ValueError(
+                    "model.instance_noise takes std and batches, e.g. {std: 0.5, batches: 16000}, "
+                    f"got {self.instance_noise}"
+                )
+            if not (std >= 0 and span >= 1):
+                raise ValueError(
+                    f"model.instance_noise needs std >= 0 and batches >= 1, got std={std}, "
+                    f"batches={span}"
+                )
+            self.instance_noise = {"std": float(std), "batches": int(span)}
 
     def setup(self, stage: str) -> None:
         # Goodfellow's init_sigmoid_bias_from_marginals: networks that ask for it get the
@@ -166,8 +188,8 @@ class GAN(GenerativeModel):
         with self.toggled_optimizer(opt["discriminator"]):
             with torch.no_grad():
                 fake = self.generator(self.prior.sample(n))
-            x = self._r1_input(self.packed(x))
-            real_logits, fake_logits = self.discriminator(x), self.critic(fake)
+            x = self._r1_input(self.packed(self.noised(x)))
+            real_logits, fake_logits = self.discriminator(x), self.critic(self.noised(fake))
             loss_d = self._d_loss(x, real_logits, fake_logits)
             self._step(opt["discriminator"], loss_d)
         self._log_d(loss_d, real_logits, fake_logits)
@@ -175,7 +197,8 @@ class GAN(GenerativeModel):
         # Generator: one step after every k-th discriminator step, on fresh noise.
         if (self.batches_seen + 1) % self.k == 0:
             with self.toggled_optimizer(opt["generator"]):
-                loss_g = self._g_loss(self.critic(self.generator(self.prior.sample(n))))
+                fake = self.noised(self.generator(self.prior.sample(n)))
+                loss_g = self._g_loss(self.critic(fake))
                 self._step(opt["generator"], loss_g)
             self.log("train/loss_g", loss_g, prog_bar=True)
 
@@ -187,8 +210,8 @@ class GAN(GenerativeModel):
         """
         opt = self.player_optimizers()
         fake = self.generator(self.prior.sample(x.shape[0]))
-        x = self._r1_input(self.packed(x))
-        real_logits, fake_logits = self.discriminator(x), self.critic(fake)
+        x = self._r1_input(self.packed(self.noised(x)))
+        real_logits, fake_logits = self.discriminator(x), self.critic(self.noised(fake))
         loss_d = self._d_loss(x, real_logits, fake_logits)
         loss_g = self._g_loss(fake_logits)
 
@@ -214,6 +237,21 @@ class GAN(GenerativeModel):
                 f"a batch of {x.shape[0]} samples holds no packed sample of model.pack={m}"
             )
         return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+    def instance_noise_std(self) -> float:
+        """The standard deviation of the instance noise at this batch (0 without
+        ``model.instance_noise`` and once it has been annealed away)."""
+        if self.instance_noise is None:
+            return 0.0
+        left = 1.0 - self.batches_seen / self.instance_noise["batches"]
+        return self.instance_noise["std"] * max(0.0, left)
+
+    def noised(self, x: Tensor) -> Tensor:
+        """``x`` plus this batch's instance noise (training only; the identity without it)."""
+        std = self.instance_noise_std()
+        if std == 0.0:
+            return x
+        return x + std * torch.randn_like(x)
 
     def critic(self, x: Tensor) -> Tensor:
         """D's logits for a batch of samples: one per packed sample (one per sample without
@@ -270,6 +308,8 @@ class GAN(GenerativeModel):
                 "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),
             }
         )
+        if self.instance_noise is not None:
+            self.log("train/instance_noise", self.instance_noise_std())
         self.log("train/loss_d", loss_d, prog_bar=True)
 
     # --- validation: D's view of held-out data ----------------------------------------------
