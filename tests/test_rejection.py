@@ -578,6 +578,54 @@ def test_ganzoo_eval_with_dot_drs_records_both_samplers(ring_ckpt, tmp_path):
     assert 0.0 < entry["acceptance"] < 1.0
 
 
+def test_drs_dot_transports_exactly_the_latents_drs_keeps():
+    """DRS with a transport (rejection=drs_dot): DRS's rule judges the model's own samples, so
+    with no DOT steps it keeps what plain DRS keeps from the same stream (after the transport's
+    k_eff pairs); with steps, each kept latent is moved to a higher logit. Not with a proposal."""
+    model = Peaked().eval()
+    pairs = 50
+
+    def drs(transport, generator):
+        sampler = DiscriminatorRejection(burn_in=200, percentile=50, transport=transport)
+        return sampler, torch.cat(list(sampler.batches(model, 400, 100, generator)))
+
+    _, unmoved = drs(LatentTransport(steps=0, pairs=pairs), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    model.prior.sample(pairs, generator=g), model.prior.sample(pairs, generator=g)  # k_eff's
+    plain, kept = drs(None, g)
+    torch.testing.assert_close(unmoved, kept)
+
+    combined, out = drs(LatentTransport(steps=30, lr=0.05, pairs=pairs), torch.Generator())
+    assert 0.2 < combined.acceptance < 0.9
+    assert model.judge(out).mean() > model.judge(kept).mean() + 0.1
+    assert combined.measured()["k_eff"] == combined.transport.k_eff > 0
+    assert combined.measured()["moved"] > 0
+    settings = combined.settings()
+    assert settings["method"].endswith(
+        "then discriminator optimal transport of the kept latents (Tanaka 2019)"
+    )
+    assert settings["transport"]["steps"] == 30 and "transport" not in plain.settings()
+    with pytest.raises(ValueError, match="exclude each other"):
+        DiscriminatorRejection(proposal=LatentTransport(), transport=LatentTransport())
+
+
+def test_ganzoo_eval_with_drs_dot_records_both_samplers(ring_ckpt, tmp_path):
+    small = ["metrics.mode_statistics.num_samples=400", "batch_size=100"]
+    out = run_eval(
+        ring_ckpt,
+        tmp_path,
+        *small,
+        "rejection=drs_dot",
+        "rejection.burn_in=500",
+        "rejection.transport.steps=3",
+    )
+    entry = out["metrics"]["high_quality"]
+    assert entry["rejection"]["method"].startswith("discriminator rejection sampling")
+    assert entry["rejection"]["transport"]["steps"] == 3
+    assert entry["rejection_measured"]["moved"] > 0
+    assert 0.0 < entry["acceptance"] < 1.0
+
+
 CENTRES = torch.tensor([[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0]])
 #: Each cluster's covariance: correlated, and unlike the others'.
 COVARIANCES = torch.tensor(

@@ -216,6 +216,9 @@ class DiscriminatorRejection(RejectionSampler):
             groups).
         proposal: where candidates come from: None, ``model.sample`` (DRS); a
             ``LatentTransport``, its transported samples (DOT's samples, then DRS's rule).
+        transport: a ``LatentTransport`` that moves the latents of the kept candidates (DRS's
+            rule on the model's own samples, then DOT on what it kept), or None (DRS). Not with
+            ``proposal``.
     """
 
     def __init__(
@@ -228,9 +231,16 @@ class DiscriminatorRejection(RejectionSampler):
         refine_lr: float = 1e-4,
         refine_batch_size: int = 100,
         proposal: LatentTransport | None = None,
+        transport: LatentTransport | None = None,
     ):
         super().__init__(burn_in, max_candidates)
+        if proposal is not None and transport is not None:
+            raise ValueError(
+                "rejection.proposal (DOT, then DRS) and rejection.transport (DRS, then DOT) "
+                "exclude each other: set one of them to null"
+            )
         self.proposal = proposal
+        self.transport = transport
         if not 0.0 <= percentile <= 100.0:
             raise ValueError(f"rejection.percentile must be in [0, 100], got {percentile}")
         if epsilon <= 0:
@@ -257,21 +267,28 @@ class DiscriminatorRejection(RejectionSampler):
         method = "discriminator rejection sampling (Azadi et al. 2019)"
         if self.proposal is not None:
             method += " of discriminator optimal transport's samples (Tanaka 2019)"
-        return {
-            "method": method,
-            "burn_in": self.burn_in,
-            "percentile": self.percentile,
-            "epsilon": self.epsilon,
-            "max_candidates": self.max_candidates,
-            "candidates_per_batch": self.candidates_per_batch,
-            "refine_steps": self.refine_steps,
-            "refine_lr": self.refine_lr if self.refine_steps else None,
-            "refine_batch_size": self.refine_batch_size if self.refine_steps else None,
-        } | ({"proposal": self.proposal.settings()} if self.proposal is not None else {})
+        if self.transport is not None:
+            method += ", then discriminator optimal transport of the kept latents (Tanaka 2019)"
+        return (
+            {
+                "method": method,
+                "burn_in": self.burn_in,
+                "percentile": self.percentile,
+                "epsilon": self.epsilon,
+                "max_candidates": self.max_candidates,
+                "candidates_per_batch": self.candidates_per_batch,
+                "refine_steps": self.refine_steps,
+                "refine_lr": self.refine_lr if self.refine_steps else None,
+                "refine_batch_size": self.refine_batch_size if self.refine_steps else None,
+            }
+            | ({"proposal": self.proposal.settings()} if self.proposal is not None else {})
+            | ({"transport": self.transport.settings()} if self.transport is not None else {})
+        )
 
     def measured(self) -> dict[str, Any]:
-        """The proposal's ``k_eff`` and distance moved, with a ``LatentTransport`` proposal."""
-        return self.proposal.measured() if self.proposal is not None else {}
+        """The ``k_eff`` and distance moved of a ``LatentTransport`` proposal or transport."""
+        dot = self.proposal or self.transport
+        return dot.measured() if dot is not None else {}
 
     def score(self, logits: Tensor, logit_max: Tensor) -> Tensor:
         """DRS's ``F``: ``logit - logit_max - log(1 - exp(logit - logit_max - epsilon))``."""
@@ -318,15 +335,20 @@ class DiscriminatorRejection(RejectionSampler):
     @torch.no_grad()
     def _candidates(
         self, model: Any, judge: Any, size: int, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """``size`` candidates of ``model`` (a multiple of D's group; from the proposal when
-        there is one) and ``judge``'s logit per group."""
+        there is one), ``judge``'s logit per group, and the candidates' latents with a
+        transport (else None)."""
+        z = None
         if self.proposal is not None:
             x = self.proposal.draw(model, size, generator)
+        elif self.transport is not None:
+            z = model.prior.sample(size, generator=generator)
+            x = model.generate(z)
         else:
             x = model.sample(size, generator=generator)
         logits = judge.realness(x).reshape(-1).float()
-        return x, logits
+        return x, logits, z
 
     def batches(
         self,
@@ -356,6 +378,8 @@ class DiscriminatorRejection(RejectionSampler):
                 judge = self.refined(model, real, generator)
         if self.proposal is not None:
             self.proposal.prepare(model, generator)  # transports along the model's own D
+        if self.transport is not None:
+            self.transport.prepare(model, generator)
         yield from self._accepted(model, judge, n, batch_size, generator)
 
     @torch.no_grad()
@@ -368,7 +392,7 @@ class DiscriminatorRejection(RejectionSampler):
         logit_max = torch.tensor(-torch.inf, device=model.device)
         for start in range(0, self.burn_in, size):  # whole groups: the last may run over
             left = -(-(self.burn_in - start) // group) * group
-            _, logits = self._candidates(model, judge, min(size, left), generator)
+            _, logits, _ = self._candidates(model, judge, min(size, left), generator)
             logit_max = torch.maximum(logit_max, logits.max())
         self.drawn = self.kept = 0
 
@@ -380,13 +404,18 @@ class DiscriminatorRejection(RejectionSampler):
                         f"discriminator rejection kept {self.kept} of {self.drawn} candidates: "
                         "lower rejection.percentile to keep more"
                     )
-                x, logits = self._candidates(model, judge, size, generator)
+                x, logits, z = self._candidates(model, judge, size, generator)
                 logit_max = torch.maximum(logit_max, logits.max())
                 p = self.keep_probability(logits, logit_max)
                 u = torch.rand(p.shape, generator=generator, device=p.device)
-                groups = x.reshape(len(logits), group, *x.shape[1:])[u < p]
+                keep = u < p
+                groups = x.reshape(len(logits), group, *x.shape[1:])[keep]
                 self.drawn += len(x)
                 self.kept += len(groups) * group
+                if z is not None and self.transport is not None:
+                    kept_z = z.reshape(len(logits), group, *z.shape[1:])[keep]
+                    yield self.transport.carry(model, kept_z.reshape(-1, *z.shape[1:]))
+                    continue
                 yield groups.reshape(-1, *x.shape[1:])
 
         yield from rebatched(accepted(), n, batch_size)
@@ -631,7 +660,17 @@ class LatentTransport(Sampler):
         from ``generator``, transported."""
         if self.k_eff is None:
             raise RuntimeError("LatentTransport.draw before prepare: no k_eff measured")
-        z_y = model.prior.sample(size, generator=generator)
+        return self.carry(model, model.prior.sample(size, generator=generator))
+
+    def carry(self, model: Any, z_y: Tensor) -> Tensor:
+        """The samples of the latents ``z_y`` (whole groups) after transport, in the stream
+        ``prepare`` started."""
+        if self.k_eff is None:
+            raise RuntimeError("LatentTransport.carry before prepare: no k_eff measured")
+        size = len(z_y)
+        if size == 0:
+            with torch.no_grad():
+                return model.generate(z_y)
         z = self.transport(model, z_y, self.k_eff, self._group)
         distances = self._grouped(z - z_y, self._group).norm(dim=1)
         self._total_moved += distances.sum().item()
