@@ -56,8 +56,8 @@ class GAN(GenerativeModel):
             Arjovsky & Bottou 2017): in training, every sample D judges, real and fake, in D's
             and G's steps alike, gets Gaussian noise of standard deviation
             ``std * max(0, 1 - t / batches)`` at batch ``t`` (0-based), added before packing;
-            from batch ``batches`` on D sees clean samples. Validation never adds it. None is
-            off (the paper's GAN).
+            from batch ``batches`` on D sees clean samples; the R1 penalty is taken at the
+            noised real samples. Validation never adds it. None is off (the paper's GAN).
         pack: PacGAN's packing degree m (Lin et al. 2018): D sees each batch of ``B`` samples
             as ``B // m`` packed samples of ``m`` samples each, concatenated along dimension 1
             (features of flat data, channels of images), so its input has ``m`` times the
