@@ -561,20 +561,22 @@ def test_dot_drs_applies_drs_s_rule_to_dot_s_samples():
     torch.testing.assert_close(samples(combined), out)
 
 
-def test_ganzoo_eval_with_dot_drs_records_both_samplers(ring_ckpt, tmp_path):
+@pytest.mark.parametrize(("sampler", "dot"), [("dot_drs", "proposal"), ("drs_dot", "transport")])
+def test_ganzoo_eval_with_drs_and_dot_records_both_samplers(ring_ckpt, tmp_path, sampler, dot):
     small = ["metrics.mode_statistics.num_samples=400", "batch_size=100"]
     out = run_eval(
         ring_ckpt,
         tmp_path,
         *small,
-        "rejection=dot_drs",
+        f"rejection={sampler}",
         "rejection.burn_in=500",
-        "rejection.proposal.steps=3",
+        f"rejection.{dot}.steps=3",
     )
     entry = out["metrics"]["high_quality"]
     assert entry["rejection"]["method"].startswith("discriminator rejection sampling")
-    assert entry["rejection"]["proposal"]["steps"] == 3
+    assert entry["rejection"][dot]["steps"] == 3
     assert entry["rejection_measured"]["k_eff"] > 0
+    assert entry["rejection_measured"]["moved"] > 0
     assert 0.0 < entry["acceptance"] < 1.0
 
 
@@ -607,23 +609,6 @@ def test_drs_dot_transports_exactly_the_latents_drs_keeps():
     assert settings["transport"]["steps"] == 30 and "transport" not in plain.settings()
     with pytest.raises(ValueError, match="exclude each other"):
         DiscriminatorRejection(proposal=LatentTransport(), transport=LatentTransport())
-
-
-def test_ganzoo_eval_with_drs_dot_records_both_samplers(ring_ckpt, tmp_path):
-    small = ["metrics.mode_statistics.num_samples=400", "batch_size=100"]
-    out = run_eval(
-        ring_ckpt,
-        tmp_path,
-        *small,
-        "rejection=drs_dot",
-        "rejection.burn_in=500",
-        "rejection.transport.steps=3",
-    )
-    entry = out["metrics"]["high_quality"]
-    assert entry["rejection"]["method"].startswith("discriminator rejection sampling")
-    assert entry["rejection"]["transport"]["steps"] == 3
-    assert entry["rejection_measured"]["moved"] > 0
-    assert 0.0 < entry["acceptance"] < 1.0
 
 
 CENTRES = torch.tensor([[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0]])
