@@ -658,8 +658,6 @@ class LatentTransport(Sampler):
     def draw(self, model: Any, size: int, generator: torch.Generator | None = None) -> Tensor:
         """``size`` samples (whole groups) of the stream ``prepare`` started: prior latents
         from ``generator``, transported."""
-        if self.k_eff is None:
-            raise RuntimeError("LatentTransport.draw before prepare: no k_eff measured")
         return self.carry(model, model.prior.sample(size, generator=generator))
 
     def carry(self, model: Any, z_y: Tensor) -> Tensor:
