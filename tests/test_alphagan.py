@@ -287,6 +287,23 @@ def test_batch_norm_in_the_code_discriminator_warns_why(make_cfg):
     assert "model.code_discriminator.batch_norm=false" in str(record[0].message)
 
 
+def test_setup_checks_the_code_size_where_the_encoder_is(make_cfg):
+    """Lightning calls setup with the module's device already the accelerator's and its
+    weights still on the CPU (alpha-GAN failed so on a GPU): the check runs where E is."""
+    dm, model, trainer = build_run(make_cfg(*RING, *quick_overrides(batches=1)))
+    dm.setup("fit")
+    model.trainer = trainer
+    trainer.datamodule = dm
+    model._device = torch.device("meta")  # a device other than the weights'
+    model.setup("fit")
+    _, wrong, trainer = build_run(
+        make_cfg(*RING, *quick_overrides(batches=1), "model.encoder.latent_dim=3")
+    )
+    wrong.trainer, trainer.datamodule = trainer, dm
+    with pytest.raises(ValueError, match="model.encoder makes codes of shape"):
+        wrong.setup("fit")
+
+
 def test_gradient_penalty_with_batch_norm_in_a_critic_warns(make_cfg):
     with pytest.warns(UserWarning, match="model.discriminator contains batch norm"):
         build_run(make_cfg(*RING, *WGAN, "model.discriminator.batch_norm=true"))

@@ -225,8 +225,11 @@ class AlphaGAN(GenerativeModel):
         shape = getattr(datamodule, "shape", None)
         if stage != "fit" or shape is None:
             return
+        # Lightning calls setup before it moves the weights: the probe goes where E's weights are
+        # (self.device may already name the GPU).
+        device = next(self.encoder.parameters()).device
         with evaluating(self):
-            code_shape = tuple(self.encoder(torch.zeros(2, *shape, device=self.device)).shape[1:])
+            code_shape = tuple(self.encoder(torch.zeros(2, *shape, device=device)).shape[1:])
         if code_shape != (self.latent_dim,):
             raise ValueError(
                 f"model.encoder makes codes of shape {list(code_shape)} but "
